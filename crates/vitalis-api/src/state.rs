@@ -1,0 +1,59 @@
+//! The shared application state: a cheap-to-clone handle on the store, the authorization
+//! server and HTTP settings, built once by the binary (or a test) and handed to the router.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use vitalis_auth::Authority;
+use vitalis_store::Store;
+
+/// HTTP-level settings taken from the configuration.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    /// Origins allowed to call the API from a browser; empty disables CORS.
+    pub cors_allowed_origins: Vec<String>,
+    pub request_timeout: Duration,
+    /// Largest accepted request body, in bytes.
+    pub body_limit: usize,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            cors_allowed_origins: Vec::new(),
+            request_timeout: Duration::from_secs(30),
+            body_limit: 1024 * 1024,
+        }
+    }
+}
+
+struct Inner {
+    store: Store,
+    authority: Arc<Authority>,
+    http: HttpSettings,
+}
+
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+impl AppState {
+    pub fn new(store: Store, authority: Arc<Authority>, http: HttpSettings) -> Self {
+        Self(Arc::new(Inner {
+            store,
+            authority,
+            http,
+        }))
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.0.store
+    }
+
+    pub fn authority(&self) -> &Authority {
+        &self.0.authority
+    }
+
+    pub fn http(&self) -> &HttpSettings {
+        &self.0.http
+    }
+}

@@ -1,0 +1,179 @@
+//! Configuration: built-in defaults, then an optional TOML file, then `VITALIS_*`
+//! environment variables, then command-line flags. Validated once at startup.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// Every setting, with defaults that work out of the box on one machine.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    /// Address to listen on.
+    pub listen: String,
+    /// Where the embedded database and the dev master key live.
+    pub data_dir: PathBuf,
+    /// `sqlite:...` or `postgres://...`; default: `sqlite://{data_dir}/vitalis.db`.
+    pub database_url: Option<String>,
+    /// Public base URL; the token issuer (`iss`). Default: `http://{listen}`.
+    pub public_url: Option<String>,
+    /// `aud` of tokens is this prefix plus the project id.
+    pub audience_prefix: String,
+    /// Base64 of 32 bytes; encrypts signing keys at rest. Required outside dev mode
+    /// (or a key file `master.key` in the data directory).
+    pub master_key: Option<String>,
+    /// Development mode: generates a master key and a demo tenant on first start.
+    pub dev: bool,
+    pub access_token_ttl_secs: u64,
+    pub token_leeway_secs: u64,
+    /// Browser origins allowed by CORS, e.g. `["https://app.example.com"]`.
+    pub cors_allowed_origins: Vec<String>,
+    pub db_max_connections: u32,
+    pub request_timeout_secs: u64,
+    pub body_limit_bytes: usize,
+    /// How often each node re-reads signing keys (picks up rotations made elsewhere).
+    pub key_reload_secs: u64,
+    /// `text` or `json`.
+    pub log_format: String,
+    /// A tracing filter such as `info` or `vitalis=debug,info`.
+    pub log_level: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            data_dir: PathBuf::from("data"),
+            database_url: None,
+            public_url: None,
+            audience_prefix: "urn:vitalis:project:".into(),
+            master_key: None,
+            dev: false,
+            access_token_ttl_secs: 900,
+            token_leeway_secs: 30,
+            cors_allowed_origins: Vec::new(),
+            db_max_connections: 16,
+            request_timeout_secs: 30,
+            body_limit_bytes: 1024 * 1024,
+            key_reload_secs: 60,
+            log_format: "text".into(),
+            log_level: "info".into(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct ConfigError(pub String);
+
+impl Config {
+    /// Defaults, then `file` (or `vitalis.toml` if present), then `VITALIS_*` variables.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        match file {
+            Some(path) if !path.exists() => {
+                return Err(ConfigError(format!(
+                    "config file {} does not exist",
+                    path.display()
+                )));
+            }
+            Some(path) => figment = figment.merge(Toml::file(path)),
+            None => figment = figment.merge(Toml::file("vitalis.toml")),
+        }
+        let config: Config = figment
+            .merge(Env::prefixed("VITALIS_"))
+            .extract()
+            .map_err(|e| ConfigError(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks values that would otherwise fail later, naming the key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.listen.parse::<std::net::SocketAddr>().is_err() {
+            return Err(ConfigError(format!(
+                "listen: `{}` is not an address like 127.0.0.1:8080",
+                self.listen
+            )));
+        }
+        if !(60..=86_400).contains(&self.access_token_ttl_secs) {
+            return Err(ConfigError(
+                "access_token_ttl_secs: must be between 60 and 86400".into(),
+            ));
+        }
+        if !matches!(self.log_format.as_str(), "text" | "json") {
+            return Err(ConfigError("log_format: must be `text` or `json`".into()));
+        }
+        if let Some(url) = &self.database_url
+            && !(url.starts_with("sqlite:")
+                || url.starts_with("postgres://")
+                || url.starts_with("postgresql://"))
+        {
+            return Err(ConfigError(
+                "database_url: must start with sqlite: or postgres://".into(),
+            ));
+        }
+        if self.body_limit_bytes < 1024 {
+            return Err(ConfigError(
+                "body_limit_bytes: must be at least 1024".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn database_url(&self) -> String {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("vitalis.db").display()))
+    }
+
+    pub fn uses_embedded_database(&self) -> bool {
+        self.database_url().starts_with("sqlite:")
+    }
+
+    pub fn issuer(&self) -> String {
+        self.public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", self.listen))
+            .trim_end_matches('/')
+            .to_owned()
+    }
+
+    pub fn master_key_file(&self) -> PathBuf {
+        self.data_dir.join("master.key")
+    }
+
+    pub fn access_token_ttl(&self) -> Duration {
+        Duration::from_secs(self.access_token_ttl_secs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_embedded() {
+        let config = Config::default();
+        config.validate().unwrap();
+        assert_eq!(config.database_url(), "sqlite://data/vitalis.db");
+        assert_eq!(config.issuer(), "http://127.0.0.1:8080");
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let config = Config {
+            listen: "nowhere".into(),
+            ..Config::default()
+        };
+        assert!(config.validate().unwrap_err().0.starts_with("listen"));
+        let config = Config {
+            database_url: Some("mysql://x".into()),
+            ..Config::default()
+        };
+        assert!(config.validate().unwrap_err().0.starts_with("database_url"));
+    }
+}

@@ -1,0 +1,161 @@
+//! Wiring: open the store, resolve the master key, load signing keys, build the app and
+//! serve it until a shutdown signal, letting in-flight requests finish.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use tokio::net::TcpListener;
+use vitalis_api::{AppState, HttpSettings};
+use vitalis_auth::admin::{DemoTenant, bootstrap_demo_tenant};
+use vitalis_auth::{Authority, AuthorityConfig, KeyRing, MasterKey};
+use vitalis_store::{Store, StoreOptions};
+
+use crate::config::Config;
+
+/// Opens the configured database (creating the data directory for SQLite) and migrates it.
+pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
+    if config.uses_embedded_database() {
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+    }
+    let options = StoreOptions {
+        max_connections: config.db_max_connections,
+        ..StoreOptions::default()
+    };
+    let store = Store::connect(&config.database_url(), &options)
+        .await
+        .context("opening the database")?;
+    store.migrate().await.context("migrating the database")?;
+    Ok(store)
+}
+
+/// The master key: `master_key` from the configuration, else `master.key` in the data
+/// directory; in dev mode that file is created (0600) when missing.
+pub fn resolve_master_key(config: &Config) -> anyhow::Result<MasterKey> {
+    if let Some(value) = &config.master_key {
+        return MasterKey::from_base64(value).context("master_key");
+    }
+    let path = config.master_key_file();
+    if path.exists() {
+        let value = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        return MasterKey::from_base64(&value)
+            .with_context(|| format!("master key file {}", path.display()));
+    }
+    if !config.dev {
+        bail!(
+            "no master key: set VITALIS_MASTER_KEY (32 random bytes, base64: `openssl rand -base64 32`) or run with --dev"
+        );
+    }
+    std::fs::create_dir_all(&config.data_dir)?;
+    let key = MasterKey::generate();
+    write_private_file(&path, &key.to_base64())?;
+    tracing::warn!(path = %path.display(), "dev mode: generated a master key; set master_key in production");
+    Ok(key)
+}
+
+fn write_private_file(path: &std::path::Path, contents: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(contents.as_bytes())?;
+    Ok(())
+}
+
+/// Everything a running server holds.
+pub struct Prepared {
+    pub state: AppState,
+    pub store: Store,
+    pub keys: Arc<KeyRing>,
+    /// Set on the first `--dev` start only.
+    pub demo: Option<DemoTenant>,
+}
+
+/// Builds the application state from the configuration.
+pub async fn prepare(config: &Config) -> anyhow::Result<Prepared> {
+    let store = open_store(config).await?;
+    let master = resolve_master_key(config)?;
+    let demo = if config.dev {
+        bootstrap_demo_tenant(&store)
+            .await
+            .context("creating the demo tenant")?
+    } else {
+        None
+    };
+    let leeway = Duration::from_secs(config.token_leeway_secs);
+    let keys = Arc::new(
+        KeyRing::load(store.clone(), master, config.access_token_ttl() + leeway)
+            .await
+            .context("loading signing keys")?,
+    );
+    let authority = Authority::new(
+        store.clone(),
+        keys.clone(),
+        AuthorityConfig {
+            issuer: config.issuer(),
+            audience_prefix: config.audience_prefix.clone(),
+            access_token_ttl: config.access_token_ttl(),
+            leeway,
+        },
+    );
+    let http = HttpSettings {
+        cors_allowed_origins: config.cors_allowed_origins.clone(),
+        request_timeout: Duration::from_secs(config.request_timeout_secs),
+        body_limit: config.body_limit_bytes,
+    };
+    let state = AppState::new(store.clone(), Arc::new(authority), http);
+    Ok(Prepared {
+        state,
+        store,
+        keys,
+        demo,
+    })
+}
+
+/// Serves until `shutdown` resolves, then drains in-flight requests and closes the store.
+pub async fn serve(
+    prepared: Prepared,
+    listener: TcpListener,
+    key_reload: Duration,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let refresh = prepared.keys.spawn_refresh(key_reload);
+    let app = vitalis_api::app(prepared.state);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("serving HTTP")?;
+    refresh.abort();
+    prepared.store.close().await;
+    Ok(())
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutdown signal received; finishing in-flight requests");
+}
