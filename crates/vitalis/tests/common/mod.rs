@@ -79,9 +79,14 @@ pub struct TestApp {
 
 impl TestApp {
     pub async fn spawn(backend: Backend) -> Self {
+        Self::spawn_with(backend, |_| {}).await
+    }
+
+    /// Like [`TestApp::spawn`], letting the test adjust the configuration first.
+    pub async fn spawn_with(backend: Backend, customize: impl FnOnce(&mut Config)) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let master = MasterKey::generate();
-        let config = Config {
+        let mut config = Config {
             listen: "127.0.0.1:0".into(),
             data_dir: dir.path().to_path_buf(),
             database_url: Some(fresh_database(backend, dir.path()).await),
@@ -90,6 +95,7 @@ impl TestApp {
             db_max_connections: 8,
             ..Config::default()
         };
+        customize(&mut config);
         let prepared = server::prepare(&config).await.expect("server prepares");
         let store = prepared.store.clone();
         let state = prepared.state.clone();
