@@ -131,29 +131,20 @@ impl IntoResponse for ApiError {
             ApiError::Validation(errors) => errors.0.clone(),
             _ => Vec::new(),
         };
-        let body = ErrorBody {
-            error: ErrorDetail {
-                code: self.code().to_owned(),
-                message: message.clone(),
-                fields,
-            },
-        };
+        let body = ErrorBody { error: ErrorDetail { code: self.code().to_owned(), message: message.clone(), fields } };
         let mut response = (status, axum::Json(body)).into_response();
         // RFC 6750 section 3: tell bearer clients what went wrong.
         let challenge = match &self {
-            ApiError::Unauthorized(_) => Some(format!(
-                "Bearer realm=\"vitalis\", error=\"invalid_token\", error_description=\"{}\"",
-                message.replace('"', "'")
-            )),
-            ApiError::InsufficientScope(scope) => Some(format!(
-                "Bearer realm=\"vitalis\", error=\"insufficient_scope\", scope=\"{scope}\""
-            )),
+            ApiError::Unauthorized(_) => {
+                Some(format!("Bearer realm=\"vitalis\", error=\"invalid_token\", error_description=\"{}\"", message.replace('"', "'")))
+            }
+            ApiError::InsufficientScope(scope) => {
+                Some(format!("Bearer realm=\"vitalis\", error=\"insufficient_scope\", scope=\"{scope}\""))
+            }
             _ => None,
         };
         if let Some(value) = challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, value);
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, value);
         }
         response
     }

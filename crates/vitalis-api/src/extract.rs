@@ -26,26 +26,17 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         if !is_json_content_type(req.headers().get(header::CONTENT_TYPE)) {
-            return Err(ApiError::UnsupportedMediaType(
-                "the body must be JSON (Content-Type: application/json)".into(),
-            ));
+            return Err(ApiError::UnsupportedMediaType("the body must be JSON (Content-Type: application/json)".into()));
         }
-        let bytes = Bytes::from_request(req, state)
-            .await
-            .map_err(body_rejection)?;
-        let value = serde_json::from_slice(&bytes).map_err(|err| ApiError::BadRequest {
-            code: "malformed_json",
-            message: format!("the body is not valid JSON: {err}"),
-        })?;
+        let bytes = Bytes::from_request(req, state).await.map_err(body_rejection)?;
+        let value = serde_json::from_slice(&bytes)
+            .map_err(|err| ApiError::BadRequest { code: "malformed_json", message: format!("the body is not valid JSON: {err}") })?;
         Ok(JsonBody(value))
     }
 }
 
 pub fn is_json_content_type(value: Option<&header::HeaderValue>) -> bool {
-    let Some(media) = value
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-    else {
+    let Some(media) = value.and_then(|v| v.to_str().ok()).and_then(|v| v.split(';').next()) else {
         return false;
     };
     let media = media.trim().to_ascii_lowercase();
@@ -56,10 +47,7 @@ pub fn body_rejection(rejection: BytesRejection) -> ApiError {
     if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
         ApiError::PayloadTooLarge
     } else {
-        ApiError::BadRequest {
-            code: "unreadable_body",
-            message: "the request body could not be read".into(),
-        }
+        ApiError::BadRequest { code: "unreadable_body", message: "the request body could not be read".into() }
     }
 }
 
@@ -73,10 +61,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
         Query::<T>::from_request_parts(parts, state)
             .await
             .map(|Query(value)| ApiQuery(value))
-            .map_err(|err: QueryRejection| ApiError::BadRequest {
-                code: "invalid_query",
-                message: err.body_text(),
-            })
+            .map_err(|err: QueryRejection| ApiError::BadRequest { code: "invalid_query", message: err.body_text() })
     }
 }
 
@@ -90,10 +75,7 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath
         Path::<T>::from_request_parts(parts, state)
             .await
             .map(|Path(value)| ApiPath(value))
-            .map_err(|err: PathRejection| ApiError::BadRequest {
-                code: "invalid_path",
-                message: err.body_text(),
-            })
+            .map_err(|err: PathRejection| ApiError::BadRequest { code: "invalid_path", message: err.body_text() })
     }
 }
 
@@ -127,40 +109,27 @@ impl Principal {
 
 /// Extracts the `Bearer` credential (scheme case-insensitive, RFC 7235).
 fn bearer_token(parts: &Parts) -> Result<&str, ApiError> {
-    let value = parts.headers.get(header::AUTHORIZATION).ok_or_else(|| {
-        ApiError::Unauthorized(
-            "a bearer token is required (Authorization: Bearer <access_token>)".into(),
-        )
-    })?;
-    let value = value
-        .to_str()
-        .map_err(|_| ApiError::Unauthorized("the Authorization header is malformed".into()))?;
+    let value = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .ok_or_else(|| ApiError::Unauthorized("a bearer token is required (Authorization: Bearer <access_token>)".into()))?;
+    let value = value.to_str().map_err(|_| ApiError::Unauthorized("the Authorization header is malformed".into()))?;
     match value.split_once(' ') {
-        Some((scheme, token))
-            if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
-        {
-            Ok(token.trim())
-        }
-        _ => Err(ApiError::Unauthorized(
-            "the Authorization header must use the Bearer scheme".into(),
-        )),
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => Ok(token.trim()),
+        _ => Err(ApiError::Unauthorized("the Authorization header must use the Bearer scheme".into())),
     }
 }
 
 impl FromRequestParts<AppState> for Principal {
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let token = bearer_token(parts)?;
         let claims = state.authority().verify(token).await.map_err(|err| {
             tracing::debug!(reason = %err, "bearer token refused");
             ApiError::Unauthorized(err.to_string())
         })?;
-        let scopes = ScopeSet::parse(&claims.scope)
-            .map_err(|_| ApiError::Unauthorized("the token's scope claim is malformed".into()))?;
+        let scopes = ScopeSet::parse(&claims.scope).map_err(|_| ApiError::Unauthorized("the token's scope claim is malformed".into()))?;
         Ok(Principal { claims, scopes })
     }
 }
@@ -193,10 +162,7 @@ pub struct Authorized<S>(pub Principal, pub PhantomData<S>);
 impl<S: RequiredScope + Send + Sync> FromRequestParts<AppState> for Authorized<S> {
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let principal = Principal::from_request_parts(parts, state).await?;
         if !principal.scopes.contains(S::SCOPE) {
             return Err(ApiError::InsufficientScope(S::SCOPE));

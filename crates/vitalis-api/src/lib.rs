@@ -51,10 +51,7 @@ impl Modify for SecuritySchemes {
         let mut bearer = Http::new(HttpAuthScheme::Bearer);
         bearer.bearer_format = Some("JWT".into());
         components.add_security_scheme("bearer", SecurityScheme::Http(bearer));
-        components.add_security_scheme(
-            "basic",
-            SecurityScheme::Http(Http::new(HttpAuthScheme::Basic)),
-        );
+        components.add_security_scheme("basic", SecurityScheme::Http(Http::new(HttpAuthScheme::Basic)));
     }
 }
 
@@ -77,23 +74,9 @@ pub fn app(state: AppState) -> Router {
     let http = state.http().clone();
     let request_id = HeaderName::from_static("x-request-id");
     let cors = CorsLayer::new()
-        .allow_origin(AllowOrigin::list(
-            http.cors_allowed_origins
-                .iter()
-                .filter_map(|o| o.parse().ok()),
-        ))
-        .allow_methods([
-            Method::GET,
-            Method::POST,
-            Method::PUT,
-            Method::PATCH,
-            Method::DELETE,
-        ])
-        .allow_headers([
-            header::AUTHORIZATION,
-            header::CONTENT_TYPE,
-            request_id.clone(),
-        ])
+        .allow_origin(AllowOrigin::list(http.cors_allowed_origins.iter().filter_map(|o| o.parse().ok())))
+        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, request_id.clone()])
         .expose_headers([request_id.clone(), header::LOCATION])
         .max_age(std::time::Duration::from_secs(600));
     let trace = TraceLayer::new_for_http()
@@ -115,19 +98,13 @@ pub fn app(state: AppState) -> Router {
         .layer(
             ServiceBuilder::new()
                 .layer(SetSensitiveRequestHeadersLayer::new(
-                    once(header::AUTHORIZATION)
-                        .chain([header::COOKIE, header::PROXY_AUTHORIZATION]),
+                    once(header::AUTHORIZATION).chain([header::COOKIE, header::PROXY_AUTHORIZATION]),
                 ))
                 .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
                 .layer(PropagateRequestIdLayer::new(request_id))
                 .layer(trace)
-                .layer(CatchPanicLayer::custom(|_| {
-                    ApiError::Internal("a handler panicked".into()).into_response()
-                }))
-                .layer(TimeoutLayer::with_status_code(
-                    StatusCode::REQUEST_TIMEOUT,
-                    http.request_timeout,
-                ))
+                .layer(CatchPanicLayer::custom(|_| ApiError::Internal("a handler panicked".into()).into_response()))
+                .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, http.request_timeout))
                 .layer(cors),
         )
 }

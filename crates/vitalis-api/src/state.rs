@@ -19,11 +19,7 @@ pub struct HttpSettings {
 
 impl Default for HttpSettings {
     fn default() -> Self {
-        Self {
-            cors_allowed_origins: Vec::new(),
-            request_timeout: Duration::from_secs(30),
-            body_limit: 1024 * 1024,
-        }
+        Self { cors_allowed_origins: Vec::new(), request_timeout: Duration::from_secs(30), body_limit: 1024 * 1024 }
     }
 }
 
@@ -38,11 +34,7 @@ pub struct AppState(Arc<Inner>);
 
 impl AppState {
     pub fn new(store: Store, authority: Arc<Authority>, http: HttpSettings) -> Self {
-        Self(Arc::new(Inner {
-            store,
-            authority,
-            http,
-        }))
+        Self(Arc::new(Inner { store, authority, http }))
     }
 
     pub fn store(&self) -> &Store {

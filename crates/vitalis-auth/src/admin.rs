@@ -3,9 +3,7 @@
 
 use vitalis_core::ids::{CLIENT_PREFIX, is_valid_external_id, new_id};
 use vitalis_core::scope::{ScopeError, ScopeSet};
-use vitalis_store::{
-    ClientKind, ClientRecord, NewClient, OrgRecord, ProjectRecord, Store, StoreError,
-};
+use vitalis_store::{ClientKind, ClientRecord, NewClient, OrgRecord, ProjectRecord, Store, StoreError};
 
 use crate::authority::GRANT_CLIENT_CREDENTIALS;
 use crate::secrets::{generate_client_secret, hash_secret};
@@ -49,16 +47,10 @@ pub struct CreatedClient {
     pub client_secret: Option<String>,
 }
 
-pub async fn create_client(
-    store: &Store,
-    project_id: &str,
-    spec: ClientSpec,
-) -> Result<CreatedClient, AdminError> {
+pub async fn create_client(store: &Store, project_id: &str, spec: ClientSpec) -> Result<CreatedClient, AdminError> {
     let client_id = spec.client_id.unwrap_or_else(|| new_id(CLIENT_PREFIX));
     if !is_valid_external_id(&client_id) {
-        return Err(AdminError::Invalid(
-            "client id must be 1-128 characters of letters, digits and _ - . : @ |".into(),
-        ));
+        return Err(AdminError::Invalid("client id must be 1-128 characters of letters, digits and _ - . : @ |".into()));
     }
     let allowed = match &spec.allowed_scopes {
         Some(s) => ScopeSet::parse_known(s)?,
@@ -69,9 +61,7 @@ pub async fn create_client(
         None => allowed.clone(),
     };
     if let Some(extra) = defaults.missing_from(&allowed).next() {
-        return Err(AdminError::Invalid(format!(
-            "default scope `{extra}` is not among the allowed scopes"
-        )));
+        return Err(AdminError::Invalid(format!("default scope `{extra}` is not among the allowed scopes")));
     }
     let grants = validate_grants(spec.kind, spec.allowed_grants.as_deref())?;
     let client_secret = (spec.kind == ClientKind::Confidential).then(generate_client_secret);
@@ -87,10 +77,7 @@ pub async fn create_client(
             allowed_grants: grants,
         })
         .await?;
-    Ok(CreatedClient {
-        client: record,
-        client_secret,
-    })
+    Ok(CreatedClient { client: record, client_secret })
 }
 
 fn validate_grants(kind: ClientKind, grants: Option<&str>) -> Result<String, AdminError> {
@@ -101,30 +88,19 @@ fn validate_grants(kind: ClientKind, grants: Option<&str>) -> Result<String, Adm
     };
     for grant in &grants {
         if !SUPPORTED_GRANTS.contains(grant) {
-            return Err(AdminError::Invalid(format!(
-                "grant `{grant}` is not supported (supported: {})",
-                SUPPORTED_GRANTS.join(", ")
-            )));
+            return Err(AdminError::Invalid(format!("grant `{grant}` is not supported (supported: {})", SUPPORTED_GRANTS.join(", "))));
         }
         if *grant == GRANT_CLIENT_CREDENTIALS && kind == ClientKind::Public {
-            return Err(AdminError::Invalid(
-                "public clients cannot use client_credentials: they hold no secret".into(),
-            ));
+            return Err(AdminError::Invalid("public clients cannot use client_credentials: they hold no secret".into()));
         }
     }
     Ok(grants.join(" "))
 }
 
 /// Replaces a confidential client's secret; the old one stops working at once.
-pub async fn rotate_client_secret(
-    store: &Store,
-    project_id: &str,
-    client_id: &str,
-) -> Result<String, AdminError> {
+pub async fn rotate_client_secret(store: &Store, project_id: &str, client_id: &str) -> Result<String, AdminError> {
     let secret = generate_client_secret();
-    store
-        .set_client_secret(project_id, client_id, &hash_secret(&secret))
-        .await?;
+    store.set_client_secret(project_id, client_id, &hash_secret(&secret)).await?;
     Ok(secret)
 }
 
@@ -162,9 +138,7 @@ pub async fn bootstrap_demo_tenant(store: &Store) -> Result<Option<DemoTenant>, 
         org,
         project,
         client_id: created.client.client_id,
-        client_secret: created
-            .client_secret
-            .expect("confidential clients get a secret"),
+        client_secret: created.client_secret.expect("confidential clients get a secret"),
     }))
 }
 
@@ -174,10 +148,7 @@ mod tests {
 
     #[test]
     fn grant_rules() {
-        assert_eq!(
-            validate_grants(ClientKind::Confidential, None).unwrap(),
-            "client_credentials"
-        );
+        assert_eq!(validate_grants(ClientKind::Confidential, None).unwrap(), "client_credentials");
         assert_eq!(validate_grants(ClientKind::Public, None).unwrap(), "");
         assert!(validate_grants(ClientKind::Public, Some("client_credentials")).is_err());
         assert!(validate_grants(ClientKind::Confidential, Some("password")).is_err());

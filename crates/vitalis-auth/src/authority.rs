@@ -56,12 +56,7 @@ impl Authority {
         // The audience depends on the project claim, so it is checked after decoding.
         validation.validate_aud = false;
         validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
-        Self {
-            store,
-            keys,
-            config,
-            validation,
-        }
+        Self { store, keys, config, validation }
     }
 
     pub fn config(&self) -> &AuthorityConfig {
@@ -78,9 +73,7 @@ impl Authority {
 
     /// The project named by a `resource`/`audience` value, if it has our prefix.
     pub fn project_from_audience<'a>(&self, audience: &'a str) -> Option<&'a str> {
-        audience
-            .strip_prefix(self.config.audience_prefix.as_str())
-            .filter(|p| is_valid_project_id(p))
+        audience.strip_prefix(self.config.audience_prefix.as_str()).filter(|p| is_valid_project_id(p))
     }
 
     /// The client-credentials grant (RFC 6749 section 4.4) for one project.
@@ -93,35 +86,23 @@ impl Authority {
         requested_scope: Option<&str>,
     ) -> Result<IssuedToken, OAuthError> {
         let client = if is_valid_project_id(project_id) {
-            self.store
-                .get_client(project_id, client_id)
-                .await
-                .map_err(|err| {
-                    tracing::error!(error = %err, "client lookup failed");
-                    OAuthError::ServerError(
-                        "the authorization server failed to process the request".to_owned(),
-                    )
-                })?
+            self.store.get_client(project_id, client_id).await.map_err(|err| {
+                tracing::error!(error = %err, "client lookup failed");
+                OAuthError::ServerError("the authorization server failed to process the request".to_owned())
+            })?
         } else {
             None
         };
         // Compare against a dummy hash when there is no usable client, so timing does not
         // tell which client ids exist.
-        let stored_hash = client
-            .as_ref()
-            .and_then(|c| c.secret_hash.clone())
-            .unwrap_or_else(|| hash_secret("vitalis:no-such-client"));
+        let stored_hash = client.as_ref().and_then(|c| c.secret_hash.clone()).unwrap_or_else(|| hash_secret("vitalis:no-such-client"));
         let secret_ok = verify_secret(secret, &stored_hash);
-        let Some(client) =
-            client.filter(|c| secret_ok && c.revoked_at.is_none() && c.is_confidential())
-        else {
+        let Some(client) = client.filter(|c| secret_ok && c.revoked_at.is_none() && c.is_confidential()) else {
             tracing::warn!(project_id, client_id, "client authentication failed");
             return Err(OAuthError::client_authentication_failed());
         };
         if !client.allows_grant(GRANT_CLIENT_CREDENTIALS) {
-            return Err(OAuthError::UnauthorizedClient(
-                "this client may not use the client_credentials grant".to_owned(),
-            ));
+            return Err(OAuthError::UnauthorizedClient("this client may not use the client_credentials grant".to_owned()));
         }
         let allowed = ScopeSet::parse(&client.allowed_scopes).unwrap_or_default();
         let scope = resolve_scope(requested_scope, &client.default_scopes, &allowed)?;
@@ -156,20 +137,13 @@ impl Authority {
             OAuthError::ServerError("the authorization server failed to issue a token".to_owned())
         })?;
         metrics::counter!("vitalis_tokens_issued_total", "principal_type" => match principal_type { PrincipalType::Client => "client", PrincipalType::User => "user" }).increment(1);
-        Ok(IssuedToken {
-            access_token,
-            expires_in: ttl,
-            scope,
-        })
+        Ok(IssuedToken { access_token, expires_in: ttl, scope })
     }
 
     /// Signs `claims` with the active key (`kid` in the header).
     pub fn sign(&self, claims: &AccessClaims) -> Result<String, crate::keyring::KeyRingError> {
         let keys = self.keys.snapshot();
-        let active = keys
-            .active
-            .as_ref()
-            .ok_or(crate::keyring::KeyRingError::NoActiveKey)?;
+        let active = keys.active.as_ref().ok_or(crate::keyring::KeyRingError::NoActiveKey)?;
         let mut header = Header::new(SIGNING_ALGORITHM);
         header.typ = Some("at+jwt".to_owned());
         header.kid = Some(active.kid.clone());
@@ -184,25 +158,16 @@ impl Authority {
             return Err(TokenError::UnsupportedAlgorithm);
         }
         let kid = header.kid.ok_or(TokenError::UnknownKey)?;
-        let key = self
-            .keys
-            .decoding_key(&kid)
-            .await
-            .ok_or(TokenError::UnknownKey)?;
-        let data =
-            jsonwebtoken::decode::<AccessClaims>(token, &key, &self.validation).map_err(|err| {
-                match err.kind() {
-                    ErrorKind::InvalidSignature => TokenError::BadSignature,
-                    ErrorKind::ExpiredSignature => TokenError::Expired,
-                    ErrorKind::ImmatureSignature => TokenError::NotYetValid,
-                    ErrorKind::InvalidIssuer => TokenError::WrongIssuer,
-                    ErrorKind::InvalidAlgorithm => TokenError::UnsupportedAlgorithm,
-                    ErrorKind::InvalidToken | ErrorKind::Base64(_) | ErrorKind::Utf8(_) => {
-                        TokenError::Malformed
-                    }
-                    _ => TokenError::BadClaims,
-                }
-            })?;
+        let key = self.keys.decoding_key(&kid).await.ok_or(TokenError::UnknownKey)?;
+        let data = jsonwebtoken::decode::<AccessClaims>(token, &key, &self.validation).map_err(|err| match err.kind() {
+            ErrorKind::InvalidSignature => TokenError::BadSignature,
+            ErrorKind::ExpiredSignature => TokenError::Expired,
+            ErrorKind::ImmatureSignature => TokenError::NotYetValid,
+            ErrorKind::InvalidIssuer => TokenError::WrongIssuer,
+            ErrorKind::InvalidAlgorithm => TokenError::UnsupportedAlgorithm,
+            ErrorKind::InvalidToken | ErrorKind::Base64(_) | ErrorKind::Utf8(_) => TokenError::Malformed,
+            _ => TokenError::BadClaims,
+        })?;
         let claims = data.claims;
         if claims.aud != self.audience_for(&claims.project_id) {
             return Err(TokenError::WrongAudience);
@@ -216,23 +181,14 @@ impl Authority {
 
 /// The scopes to grant: the request (or the client's defaults when none is given), which
 /// must be a non-empty subset of what the client is allowed.
-pub fn resolve_scope(
-    requested: Option<&str>,
-    default_scopes: &str,
-    allowed: &ScopeSet,
-) -> Result<ScopeSet, OAuthError> {
+pub fn resolve_scope(requested: Option<&str>, default_scopes: &str, allowed: &ScopeSet) -> Result<ScopeSet, OAuthError> {
     let requested = requested.map(str::trim).filter(|s| !s.is_empty());
-    let wanted = ScopeSet::parse(requested.unwrap_or(default_scopes))
-        .map_err(|err| OAuthError::InvalidScope(err.to_string()))?;
+    let wanted = ScopeSet::parse(requested.unwrap_or(default_scopes)).map_err(|err| OAuthError::InvalidScope(err.to_string()))?;
     if wanted.is_empty() {
-        return Err(OAuthError::InvalidScope(
-            "no scope was requested and the client has no default scopes".to_owned(),
-        ));
+        return Err(OAuthError::InvalidScope("no scope was requested and the client has no default scopes".to_owned()));
     }
     if let Some(extra) = wanted.missing_from(allowed).next() {
-        return Err(OAuthError::InvalidScope(format!(
-            "scope `{extra}` is not allowed for this client"
-        )));
+        return Err(OAuthError::InvalidScope(format!("scope `{extra}` is not allowed for this client")));
     }
     Ok(wanted)
 }
@@ -244,35 +200,11 @@ mod tests {
     #[test]
     fn scope_resolution() {
         let allowed = ScopeSet::parse("users:read users:create").unwrap();
-        assert_eq!(
-            resolve_scope(None, "users:read", &allowed)
-                .unwrap()
-                .to_string(),
-            "users:read"
-        );
-        assert_eq!(
-            resolve_scope(Some("  "), "users:read", &allowed)
-                .unwrap()
-                .to_string(),
-            "users:read"
-        );
-        assert_eq!(
-            resolve_scope(Some("users:create"), "users:read", &allowed)
-                .unwrap()
-                .to_string(),
-            "users:create"
-        );
-        assert!(matches!(
-            resolve_scope(Some("users:delete"), "", &allowed),
-            Err(OAuthError::InvalidScope(_))
-        ));
-        assert!(matches!(
-            resolve_scope(Some("bad scope!"), "", &allowed),
-            Err(OAuthError::InvalidScope(_))
-        ));
-        assert!(matches!(
-            resolve_scope(None, "", &allowed),
-            Err(OAuthError::InvalidScope(_))
-        ));
+        assert_eq!(resolve_scope(None, "users:read", &allowed).unwrap().to_string(), "users:read");
+        assert_eq!(resolve_scope(Some("  "), "users:read", &allowed).unwrap().to_string(), "users:read");
+        assert_eq!(resolve_scope(Some("users:create"), "users:read", &allowed).unwrap().to_string(), "users:create");
+        assert!(matches!(resolve_scope(Some("users:delete"), "", &allowed), Err(OAuthError::InvalidScope(_))));
+        assert!(matches!(resolve_scope(Some("bad scope!"), "", &allowed), Err(OAuthError::InvalidScope(_))));
+        assert!(matches!(resolve_scope(None, "", &allowed), Err(OAuthError::InvalidScope(_))));
     }
 }

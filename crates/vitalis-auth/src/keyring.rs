@@ -19,9 +19,7 @@ use crate::secrets::random_bytes;
 pub const SIGNING_ALGORITHM: Algorithm = Algorithm::EdDSA;
 const ALG_NAME: &str = "EdDSA";
 /// PKCS#8 v1 header for a raw 32-byte Ed25519 seed (RFC 8410).
-const ED25519_PKCS8_PREFIX: [u8; 16] = [
-    0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
-];
+const ED25519_PKCS8_PREFIX: [u8; 16] = [0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20];
 /// An unknown `kid` triggers at most one reload per this interval.
 const FORCED_RELOAD_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -88,10 +86,7 @@ pub fn generate_signing_key(master: &MasterKey) -> Result<SigningKeyRecord, KeyR
 }
 
 /// Makes a new key the active one; older keys keep verifying until their tokens expire.
-pub async fn rotate_signing_key(
-    store: &Store,
-    master: &MasterKey,
-) -> Result<SigningKeyRecord, KeyRingError> {
+pub async fn rotate_signing_key(store: &Store, master: &MasterKey) -> Result<SigningKeyRecord, KeyRingError> {
     let record = generate_signing_key(master)?;
     store.insert_active_signing_key(&record).await?;
     Ok(record)
@@ -105,20 +100,12 @@ fn pkcs8_from_seed(seed: &[u8; 32]) -> Vec<u8> {
 
 impl KeyRing {
     /// Loads the keys, creating the first one if the store has none.
-    pub async fn load(
-        store: Store,
-        master: MasterKey,
-        verify_retired_for: Duration,
-    ) -> Result<Self, KeyRingError> {
+    pub async fn load(store: Store, master: MasterKey, verify_retired_for: Duration) -> Result<Self, KeyRingError> {
         let ring = Self {
             store,
             master,
             verify_retired_for,
-            current: RwLock::new(Arc::new(KeySet {
-                active: None,
-                verifying: HashMap::new(),
-                jwks: Arc::new(JwkSet { keys: vec![] }),
-            })),
+            current: RwLock::new(Arc::new(KeySet { active: None, verifying: HashMap::new(), jwks: Arc::new(JwkSet { keys: vec![] }) })),
             last_forced_reload: Mutex::new(None),
         };
         ring.reload().await?;
@@ -140,26 +127,16 @@ impl KeyRing {
             if record.alg != ALG_NAME {
                 return Err(KeyRingError::Corrupt(record.kid));
             }
-            let jwk: Jwk = serde_json::from_str(&record.public_jwk)
-                .map_err(|_| KeyRingError::Corrupt(record.kid.clone()))?;
+            let jwk: Jwk = serde_json::from_str(&record.public_jwk).map_err(|_| KeyRingError::Corrupt(record.kid.clone()))?;
             verifying.insert(record.kid.clone(), DecodingKey::from_jwk(&jwk)?);
             jwks.push(jwk);
             if record.retired_at.is_none() && active.is_none() {
                 let seed = self.master.decrypt(&record.private_key_enc, &record.kid)?;
-                let seed: [u8; 32] = seed
-                    .try_into()
-                    .map_err(|_| KeyRingError::Corrupt(record.kid.clone()))?;
-                active = Some(ActiveKey {
-                    kid: record.kid.clone(),
-                    encoding: EncodingKey::from_ed_der(&pkcs8_from_seed(&seed)),
-                });
+                let seed: [u8; 32] = seed.try_into().map_err(|_| KeyRingError::Corrupt(record.kid.clone()))?;
+                active = Some(ActiveKey { kid: record.kid.clone(), encoding: EncodingKey::from_ed_der(&pkcs8_from_seed(&seed)) });
             }
         }
-        let set = KeySet {
-            active,
-            verifying,
-            jwks: Arc::new(JwkSet { keys: jwks }),
-        };
+        let set = KeySet { active, verifying, jwks: Arc::new(JwkSet { keys: jwks }) };
         *self.current.write().expect("key ring lock") = Arc::new(set);
         Ok(())
     }

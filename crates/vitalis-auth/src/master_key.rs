@@ -30,12 +30,8 @@ impl MasterKey {
     }
 
     pub fn from_base64(value: &str) -> Result<Self, MasterKeyError> {
-        let bytes = STANDARD
-            .decode(value.trim())
-            .map_err(|_| MasterKeyError::BadFormat)?;
-        Ok(Self(
-            bytes.try_into().map_err(|_| MasterKeyError::BadFormat)?,
-        ))
+        let bytes = STANDARD.decode(value.trim()).map_err(|_| MasterKeyError::BadFormat)?;
+        Ok(Self(bytes.try_into().map_err(|_| MasterKeyError::BadFormat)?))
     }
 
     pub fn to_base64(&self) -> String {
@@ -51,11 +47,7 @@ impl MasterKey {
         let nonce_bytes = random_bytes::<NONCE_LEN>();
         let mut in_out = plaintext.to_vec();
         self.key()
-            .seal_in_place_append_tag(
-                Nonce::assume_unique_for_key(nonce_bytes),
-                Aad::from(context.as_bytes()),
-                &mut in_out,
-            )
+            .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce_bytes), Aad::from(context.as_bytes()), &mut in_out)
             .expect("AES-GCM sealing cannot fail for in-memory buffers");
         let mut out = nonce_bytes.to_vec();
         out.extend_from_slice(&in_out);
@@ -63,19 +55,14 @@ impl MasterKey {
     }
 
     pub fn decrypt(&self, sealed: &str, context: &str) -> Result<Vec<u8>, MasterKeyError> {
-        let bytes = STANDARD
-            .decode(sealed)
-            .map_err(|_| MasterKeyError::Decrypt)?;
+        let bytes = STANDARD.decode(sealed).map_err(|_| MasterKeyError::Decrypt)?;
         if bytes.len() < NONCE_LEN {
             return Err(MasterKeyError::Decrypt);
         }
         let (nonce, ciphertext) = bytes.split_at(NONCE_LEN);
         let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| MasterKeyError::Decrypt)?;
         let mut in_out = ciphertext.to_vec();
-        let plain = self
-            .key()
-            .open_in_place(nonce, Aad::from(context.as_bytes()), &mut in_out)
-            .map_err(|_| MasterKeyError::Decrypt)?;
+        let plain = self.key().open_in_place(nonce, Aad::from(context.as_bytes()), &mut in_out).map_err(|_| MasterKeyError::Decrypt)?;
         Ok(plain.to_vec())
     }
 }
@@ -90,10 +77,7 @@ mod tests {
         let sealed = key.encrypt(b"private key bytes", "kid1");
         assert_eq!(key.decrypt(&sealed, "kid1").unwrap(), b"private key bytes");
         assert!(key.decrypt(&sealed, "kid2").is_err(), "context is bound");
-        assert!(
-            MasterKey::generate().decrypt(&sealed, "kid1").is_err(),
-            "other key"
-        );
+        assert!(MasterKey::generate().decrypt(&sealed, "kid1").is_err(), "other key");
         let back = MasterKey::from_base64(&key.to_base64()).unwrap();
         assert_eq!(back.decrypt(&sealed, "kid1").unwrap(), b"private key bytes");
         assert!(MasterKey::from_base64("c2hvcnQ=").is_err());

@@ -19,10 +19,7 @@ pub fn random_bytes<const N: usize>() -> [u8; N] {
 
 /// A fresh client secret: prefix plus 32 random bytes, base64url.
 pub fn generate_client_secret() -> String {
-    format!(
-        "{CLIENT_SECRET_PREFIX}{}",
-        URL_SAFE_NO_PAD.encode(random_bytes::<32>())
-    )
+    format!("{CLIENT_SECRET_PREFIX}{}", URL_SAFE_NO_PAD.encode(random_bytes::<32>()))
 }
 
 /// Storage form of a secret: lowercase hex SHA-256.
@@ -33,10 +30,7 @@ pub fn hash_secret(secret: &str) -> String {
 
 /// Compares `presented` with a stored hash in constant time.
 pub fn verify_secret(presented: &str, stored_hash: &str) -> bool {
-    hash_secret(presented)
-        .as_bytes()
-        .ct_eq(stored_hash.as_bytes())
-        .into()
+    hash_secret(presented).as_bytes().ct_eq(stored_hash.as_bytes()).into()
 }
 
 #[cfg(test)]

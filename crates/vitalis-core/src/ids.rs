@@ -12,10 +12,7 @@ pub const CLIENT_PREFIX: &str = "cli_";
 
 /// A new prefixed id, e.g. `proj_01JD...`.
 pub fn new_id(prefix: &str) -> String {
-    format!(
-        "{prefix}{}",
-        Ulid::generate().to_string().to_ascii_lowercase()
-    )
+    format!("{prefix}{}", Ulid::generate().to_string().to_ascii_lowercase())
 }
 
 /// Whether `value` looks like a customer-visible id: 1 to 128 characters of
@@ -26,18 +23,14 @@ pub fn is_valid_external_id(value: &str) -> bool {
     !bytes.is_empty()
         && bytes.len() <= 128
         && bytes[0].is_ascii_alphanumeric()
-        && bytes.iter().all(|b| {
-            b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':' | b'@' | b'|')
-        })
+        && bytes.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':' | b'@' | b'|'))
 }
 
 /// Whether `value` is a well-formed project id (`proj_` followed by 1-64 id characters).
 pub fn is_valid_project_id(value: &str) -> bool {
-    value.strip_prefix(PROJECT_PREFIX).is_some_and(|rest| {
-        !rest.is_empty()
-            && rest.len() <= 64
-            && rest.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-    })
+    value
+        .strip_prefix(PROJECT_PREFIX)
+        .is_some_and(|rest| !rest.is_empty() && rest.len() <= 64 && rest.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
 }
 
 #[cfg(test)]

@@ -19,11 +19,7 @@ struct Cursor {
 
 /// Encodes the key after which the next window starts.
 pub fn encode_page_token(after_key: &str) -> String {
-    let json = serde_json::to_vec(&Cursor {
-        v: 1,
-        after: after_key.to_owned(),
-    })
-    .expect("cursor serializes");
+    let json = serde_json::to_vec(&Cursor { v: 1, after: after_key.to_owned() }).expect("cursor serializes");
     URL_SAFE_NO_PAD.encode(json)
 }
 
@@ -46,10 +42,7 @@ pub fn resolve_limit(limit: Option<i64>) -> Result<u32, ValidationErrors> {
     match limit {
         None => Ok(DEFAULT_LIMIT),
         Some(n) if (1..=i64::from(MAX_LIMIT)).contains(&n) => Ok(n as u32),
-        Some(_) => Err(ValidationErrors::single(
-            "limit",
-            "must be between 1 and 1000",
-        )),
+        Some(_) => Err(ValidationErrors::single("limit", "must be between 1 and 1000")),
     }
 }
 

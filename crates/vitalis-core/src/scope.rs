@@ -35,8 +35,7 @@ fn is_well_formed(scope: &str) -> bool {
         !b.is_empty()
             && b.len() <= 64
             && b[0].is_ascii_lowercase()
-            && b.iter()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_')
+            && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_')
     };
     segment_ok(action) && resource.split(['.', ':']).all(segment_ok)
 }
@@ -110,24 +109,10 @@ mod tests {
 
     #[test]
     fn grammar() {
-        for ok in [
-            "users:read",
-            "admin.oauth_clients:revoke",
-            "daily_records:create",
-            "a:b:c",
-        ] {
+        for ok in ["users:read", "admin.oauth_clients:revoke", "daily_records:create", "a:b:c"] {
             assert!(ScopeSet::parse(ok).is_ok(), "{ok}");
         }
-        for bad in [
-            "users",
-            ":read",
-            "users:",
-            "Users:read",
-            "users:re ad:",
-            "users:read\n",
-            "a..b:c",
-            "users:*",
-        ] {
+        for bad in ["users", ":read", "users:", "Users:read", "users:re ad:", "users:read\n", "a..b:c", "users:*"] {
             assert!(ScopeSet::parse(bad).is_err(), "{bad:?}");
         }
     }
@@ -135,10 +120,7 @@ mod tests {
     #[test]
     fn known_scopes_only() {
         assert!(ScopeSet::parse_known("users:read users:delete").is_ok());
-        assert_eq!(
-            ScopeSet::parse_known("users:fly"),
-            Err(ScopeError::Unknown("users:fly".into()))
-        );
+        assert_eq!(ScopeSet::parse_known("users:fly"), Err(ScopeError::Unknown("users:fly".into())));
     }
 
     #[test]
@@ -147,9 +129,6 @@ mod tests {
         let asked = ScopeSet::parse("users:read").unwrap();
         assert!(asked.is_subset(&granted));
         assert!(!granted.is_subset(&asked));
-        assert_eq!(
-            granted.missing_from(&asked).collect::<Vec<_>>(),
-            vec!["users:create"]
-        );
+        assert_eq!(granted.missing_from(&asked).collect::<Vec<_>>(), vec!["users:create"]);
     }
 }

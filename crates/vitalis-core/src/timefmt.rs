@@ -29,9 +29,6 @@ mod tests {
     #[test]
     fn formats_millis_as_rfc3339() {
         assert_eq!(rfc3339_from_millis(0), "1970-01-01T00:00:00Z");
-        assert_eq!(
-            rfc3339_from_millis(1_772_734_227_500),
-            "2026-03-05T18:10:27.5Z"
-        );
+        assert_eq!(rfc3339_from_millis(1_772_734_227_500), "2026-03-05T18:10:27.5Z");
     }
 }

@@ -113,10 +113,7 @@ pub struct DataSync {
 pub struct CreateUserRequest {
     /// Customer-supplied id, unique within the project: 1-128 characters of letters, digits
     /// and `_ - . : @ |`, starting with a letter or digit.
-    #[schema(
-        example = "user_123",
-        pattern = r"^[A-Za-z0-9][A-Za-z0-9_.:@|-]{0,127}$"
-    )]
+    #[schema(example = "user_123", pattern = r"^[A-Za-z0-9][A-Za-z0-9_.:@|-]{0,127}$")]
     pub id: String,
     #[serde(flatten)]
     pub profile: UserProfile,
@@ -172,18 +169,12 @@ pub fn parse_replacement(user_id: &str, body: Value) -> Result<UserProfile, Vali
 
 /// Applies a JSON merge patch (RFC 7396) to a stored profile: absent fields stay,
 /// `null` clears a field, objects merge recursively.
-pub fn apply_merge_patch(
-    user_id: &str,
-    current: &UserProfile,
-    patch: Value,
-) -> Result<UserProfile, ValidationErrors> {
+pub fn apply_merge_patch(user_id: &str, current: &UserProfile, patch: Value) -> Result<UserProfile, ValidationErrors> {
     let mut patch = into_object(patch)?;
     check_id_unchanged(user_id, patch.remove("id"))?;
     let mut merged = serde_json::to_value(current).expect("profile serializes");
     merge_patch(&mut merged, Value::Object(patch));
-    let Value::Object(object) = merged else {
-        unreachable!("a profile serializes to an object")
-    };
+    let Value::Object(object) = merged else { unreachable!("a profile serializes to an object") };
     profile_from_object(object)
 }
 
@@ -191,20 +182,14 @@ fn check_id_unchanged(user_id: &str, id: Option<Value>) -> Result<(), Validation
     match id {
         None | Some(Value::Null) => Ok(()),
         Some(Value::String(id)) if id == user_id => Ok(()),
-        Some(_) => Err(ValidationErrors::single(
-            "id",
-            "cannot be changed; it must equal the user id in the path",
-        )),
+        Some(_) => Err(ValidationErrors::single("id", "cannot be changed; it must equal the user id in the path")),
     }
 }
 
 fn into_object(body: Value) -> Result<Map<String, Value>, ValidationErrors> {
     match body {
         Value::Object(object) => Ok(object),
-        _ => Err(ValidationErrors::single(
-            "",
-            "the body must be a JSON object",
-        )),
+        _ => Err(ValidationErrors::single("", "the body must be a JSON object")),
     }
 }
 
@@ -229,9 +214,7 @@ fn merge_patch(target: &mut Value, patch: Value) {
 
 fn profile_from_object(object: Map<String, Value>) -> Result<UserProfile, ValidationErrors> {
     let mut profile: UserProfile = deserialize_with_paths(Value::Object(object))?;
-    profile
-        .measurement_unit
-        .get_or_insert(MeasurementUnit::Metric);
+    profile.measurement_unit.get_or_insert(MeasurementUnit::Metric);
     validate_profile(&profile).into_result(profile)
 }
 
@@ -241,10 +224,7 @@ pub fn deserialize_with_paths<T: DeserializeOwned>(value: Value) -> Result<T, Va
         let path = err.path().to_string();
         let message = err.inner().to_string();
         // At the root serde_path_to_error reports `.`; name the unknown field itself there.
-        let path = match message
-            .strip_prefix("unknown field `")
-            .and_then(|rest| rest.split_once('`'))
-        {
+        let path = match message.strip_prefix("unknown field `").and_then(|rest| rest.split_once('`')) {
             Some((field, _)) if path == "." => field.to_owned(),
             _ if path == "." => String::new(),
             _ => path,
@@ -258,10 +238,7 @@ fn validate_profile(p: &UserProfile) -> ValidationErrors {
     if let Some(language) = &p.language
         && !is_language_tag(language)
     {
-        errors.push(
-            "language",
-            "must be a BCP 47 language tag such as `en` or `de-CH`",
-        );
+        errors.push("language", "must be a BCP 47 language tag such as `en` or `de-CH`");
     }
     if let Some(tz) = p.tz_offset
         && !(-43_200..=50_400).contains(&tz)
@@ -272,87 +249,28 @@ fn validate_profile(p: &UserProfile) -> ValidationErrors {
         if let Some(name) = name
             && (name.chars().count() > 100 || name.chars().any(char::is_control))
         {
-            errors.push(
-                path,
-                "must be at most 100 characters, without control characters",
-            );
+            errors.push(path, "must be at most 100 characters, without control characters");
         }
     }
     if let Some(birthday) = &p.birthday {
         check_birthday(birthday, &mut errors);
     }
-    check_range(
-        &mut errors,
-        "height",
-        p.height,
-        0.0,
-        300.0,
-        "must be above 0 and at most 300 (centimetres)",
-    );
-    check_range(
-        &mut errors,
-        "weight",
-        p.weight,
-        0.0,
-        700.0,
-        "must be above 0 and at most 700 (kilograms)",
-    );
+    check_range(&mut errors, "height", p.height, 0.0, 300.0, "must be above 0 and at most 300 (centimetres)");
+    check_range(&mut errors, "weight", p.weight, 0.0, 700.0, "must be above 0 and at most 700 (kilograms)");
     if let Some(t) = &p.thresholds {
-        check_range(
-            &mut errors,
-            "thresholds.ftp",
-            t.ftp,
-            0.0,
-            2000.0,
-            "must be above 0 and at most 2000 (watts)",
-        );
-        check_inclusive(
-            &mut errors,
-            "thresholds.lthr",
-            t.lthr,
-            30.0,
-            250.0,
-            "must be between 30 and 250 (beats per minute)",
-        );
-        check_inclusive(
-            &mut errors,
-            "thresholds.mhr",
-            t.mhr,
-            30.0,
-            250.0,
-            "must be between 30 and 250 (beats per minute)",
-        );
+        check_range(&mut errors, "thresholds.ftp", t.ftp, 0.0, 2000.0, "must be above 0 and at most 2000 (watts)");
+        check_inclusive(&mut errors, "thresholds.lthr", t.lthr, 30.0, 250.0, "must be between 30 and 250 (beats per minute)");
+        check_inclusive(&mut errors, "thresholds.mhr", t.mhr, 30.0, 250.0, "must be between 30 and 250 (beats per minute)");
     }
     if let Some(loc) = &p.location {
-        check_inclusive(
-            &mut errors,
-            "location.lat",
-            Some(loc.lat),
-            -90.0,
-            90.0,
-            "must be between -90 and 90",
-        );
-        check_inclusive(
-            &mut errors,
-            "location.lon",
-            Some(loc.lon),
-            -180.0,
-            180.0,
-            "must be between -180 and 180",
-        );
+        check_inclusive(&mut errors, "location.lat", Some(loc.lat), -90.0, 90.0, "must be between -90 and 90");
+        check_inclusive(&mut errors, "location.lon", Some(loc.lon), -180.0, 180.0, "must be between -180 and 180");
     }
     errors
 }
 
 /// Exclusive lower bound, inclusive upper bound.
-fn check_range(
-    errors: &mut ValidationErrors,
-    path: &str,
-    value: Option<f64>,
-    above: f64,
-    max: f64,
-    message: &str,
-) {
+fn check_range(errors: &mut ValidationErrors, path: &str, value: Option<f64>, above: f64, max: f64, message: &str) {
     if let Some(v) = value
         && !(v.is_finite() && v > above && v <= max)
     {
@@ -360,14 +278,7 @@ fn check_range(
     }
 }
 
-fn check_inclusive(
-    errors: &mut ValidationErrors,
-    path: &str,
-    value: Option<f64>,
-    min: f64,
-    max: f64,
-    message: &str,
-) {
+fn check_inclusive(errors: &mut ValidationErrors, path: &str, value: Option<f64>, min: f64, max: f64, message: &str) {
     if let Some(v) = value
         && !(v.is_finite() && v >= min && v <= max)
     {
@@ -432,32 +343,14 @@ mod tests {
             (json!({"id": "u", "height": 0}), "height"),
             (json!({"id": "u", "weight": 701}), "weight"),
             (json!({"id": "u", "gender": "robot"}), "gender"),
-            (
-                json!({"id": "u", "measurement_unit": "furlongs"}),
-                "measurement_unit",
-            ),
-            (
-                json!({"id": "u", "thresholds": {"mhr": 300}}),
-                "thresholds.mhr",
-            ),
-            (
-                json!({"id": "u", "thresholds": {"vo2": 3}}),
-                "thresholds.vo2",
-            ),
-            (
-                json!({"id": "u", "location": {"lat": 91, "lon": 0}}),
-                "location.lat",
-            ),
+            (json!({"id": "u", "measurement_unit": "furlongs"}), "measurement_unit"),
+            (json!({"id": "u", "thresholds": {"mhr": 300}}), "thresholds.mhr"),
+            (json!({"id": "u", "thresholds": {"vo2": 3}}), "thresholds.vo2"),
+            (json!({"id": "u", "location": {"lat": 91, "lon": 0}}), "location.lat"),
             (json!({"id": "u", "location": {"lat": 1}}), "location"),
-            (
-                json!({"id": "u", "coach_config": {"enabled": "yes"}}),
-                "coach_config.enabled",
-            ),
+            (json!({"id": "u", "coach_config": {"enabled": "yes"}}), "coach_config.enabled"),
             (json!({"id": "u", "nickname": "x"}), "nickname"),
-            (
-                json!({"id": "u", "firstname": "a".repeat(101)}),
-                "firstname",
-            ),
+            (json!({"id": "u", "firstname": "a".repeat(101)}), "firstname"),
             (json!({"id": "bad id"}), "id"),
             (json!({"id": 7}), "id"),
             (json!({"firstname": "x"}), "id"),
@@ -471,17 +364,11 @@ mod tests {
     #[test]
     fn merge_patch_keeps_absent_and_clears_null() {
         let (_, profile) = parse_new_user(quickstart_body()).unwrap();
-        let patched = apply_merge_patch(
-            "user_123",
-            &profile,
-            json!({"firstname": null, "thresholds": {"ftp": 250}}),
-        )
-        .unwrap();
+        let patched = apply_merge_patch("user_123", &profile, json!({"firstname": null, "thresholds": {"ftp": 250}})).unwrap();
         assert_eq!(patched.firstname, None);
         assert_eq!(patched.lastname.as_deref(), Some("Smith"));
         assert_eq!(patched.thresholds.unwrap().ftp, Some(250.0));
-        let again =
-            apply_merge_patch("user_123", &profile, json!({"measurement_unit": null})).unwrap();
+        let again = apply_merge_patch("user_123", &profile, json!({"measurement_unit": null})).unwrap();
         assert_eq!(again.measurement_unit, Some(MeasurementUnit::Metric));
     }
 

@@ -18,10 +18,7 @@ pub struct ValidationErrors(pub Vec<FieldError>);
 
 impl ValidationErrors {
     pub fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
-        self.0.push(FieldError {
-            path: path.into(),
-            message: message.into(),
-        });
+        self.0.push(FieldError { path: path.into(), message: message.into() });
     }
 
     pub fn single(path: impl Into<String>, message: impl Into<String>) -> Self {
@@ -36,21 +33,13 @@ impl ValidationErrors {
 
     /// `Ok(value)` when no error was collected.
     pub fn into_result<T>(self, value: T) -> Result<T, Self> {
-        if self.is_empty() {
-            Ok(value)
-        } else {
-            Err(self)
-        }
+        if self.is_empty() { Ok(value) } else { Err(self) }
     }
 }
 
 impl std::fmt::Display for ValidationErrors {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let parts: Vec<String> = self
-            .0
-            .iter()
-            .map(|e| format!("{}: {}", e.path, e.message))
-            .collect();
+        let parts: Vec<String> = self.0.iter().map(|e| format!("{}: {}", e.path, e.message)).collect();
         f.write_str(&parts.join("; "))
     }
 }

@@ -77,16 +77,10 @@ impl Store {
             Some(db) if db.is_foreign_key_violation() => StoreError::NotFound("project"),
             _ => StoreError::unique(e, "client"),
         })?;
-        self.get_client(&new.project_id, &new.client_id)
-            .await?
-            .ok_or(StoreError::NotFound("client"))
+        self.get_client(&new.project_id, &new.client_id).await?.ok_or(StoreError::NotFound("client"))
     }
 
-    pub async fn get_client(
-        &self,
-        project_id: &str,
-        client_id: &str,
-    ) -> StoreResult<Option<ClientRecord>> {
+    pub async fn get_client(&self, project_id: &str, client_id: &str) -> StoreResult<Option<ClientRecord>> {
         Ok(with_pool!(self, pool => sqlx::query_as::<_, ClientRecord>(
             "SELECT project_id, client_id, name, kind, secret_hash, allowed_scopes, default_scopes, allowed_grants, created_at, updated_at, revoked_at
              FROM oauth_clients WHERE project_id = $1 AND client_id = $2")
@@ -108,22 +102,13 @@ impl Store {
     }
 
     /// Replaces the secret hash of a live confidential client.
-    pub async fn set_client_secret(
-        &self,
-        project_id: &str,
-        client_id: &str,
-        secret_hash: &str,
-    ) -> StoreResult<()> {
+    pub async fn set_client_secret(&self, project_id: &str, client_id: &str, secret_hash: &str) -> StoreResult<()> {
         let done = with_pool!(self, pool => sqlx::query(
             "UPDATE oauth_clients SET secret_hash = $3, updated_at = $4
              WHERE project_id = $1 AND client_id = $2 AND kind = 'confidential' AND revoked_at IS NULL")
             .bind(project_id).bind(client_id).bind(secret_hash).bind(now_millis())
             .execute(pool).await.map(|done| done.rows_affected()))?;
-        if done == 0 {
-            Err(StoreError::NotFound("client"))
-        } else {
-            Ok(())
-        }
+        if done == 0 { Err(StoreError::NotFound("client")) } else { Ok(()) }
     }
 
     /// Marks the client revoked; it can no longer obtain tokens.
@@ -134,10 +119,6 @@ impl Store {
              WHERE project_id = $1 AND client_id = $2 AND revoked_at IS NULL")
             .bind(project_id).bind(client_id).bind(now)
             .execute(pool).await.map(|done| done.rows_affected()))?;
-        if done == 0 {
-            Err(StoreError::NotFound("client"))
-        } else {
-            Ok(())
-        }
+        if done == 0 { Err(StoreError::NotFound("client")) } else { Ok(()) }
     }
 }

@@ -33,15 +33,10 @@ impl Store {
 
     /// Keys that still matter: the active one and those retired after `retired_after`
     /// (tokens they signed may still be valid). Newest first.
-    pub async fn list_signing_keys(
-        &self,
-        retired_after: i64,
-    ) -> StoreResult<Vec<SigningKeyRecord>> {
-        Ok(
-            with_pool!(self, pool => sqlx::query_as::<_, SigningKeyRecord>(
+    pub async fn list_signing_keys(&self, retired_after: i64) -> StoreResult<Vec<SigningKeyRecord>> {
+        Ok(with_pool!(self, pool => sqlx::query_as::<_, SigningKeyRecord>(
             "SELECT kid, alg, private_key_enc, public_jwk, created_at, retired_at FROM signing_keys
              WHERE retired_at IS NULL OR retired_at > $1 ORDER BY created_at DESC, kid DESC")
-            .bind(retired_after).fetch_all(pool).await)?,
-        )
+            .bind(retired_after).fetch_all(pool).await)?)
     }
 }

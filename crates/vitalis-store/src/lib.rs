@@ -15,9 +15,7 @@ use std::time::Duration;
 
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgPool, PgPoolOptions};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
 pub use clients::{ClientKind, ClientRecord, NewClient};
 pub use keys::SigningKeyRecord;
@@ -67,10 +65,7 @@ pub struct StoreOptions {
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        Self {
-            max_connections: 16,
-            acquire_timeout: Duration::from_secs(5),
-        }
+        Self { max_connections: 16, acquire_timeout: Duration::from_secs(5) }
     }
 }
 
@@ -111,11 +106,8 @@ impl Store {
     /// created if missing and run in WAL mode with foreign keys on and a busy timeout.
     pub async fn connect(url: &str, options: &StoreOptions) -> StoreResult<Self> {
         let backend = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            let pool = PgPoolOptions::new()
-                .max_connections(options.max_connections)
-                .acquire_timeout(options.acquire_timeout)
-                .connect(url)
-                .await?;
+            let pool =
+                PgPoolOptions::new().max_connections(options.max_connections).acquire_timeout(options.acquire_timeout).connect(url).await?;
             Backend::Postgres(pool)
         } else if url.starts_with("sqlite:") {
             let connect = SqliteConnectOptions::from_str(url)?

@@ -22,11 +22,7 @@ pub struct ProjectRecord {
 
 impl Store {
     pub async fn create_org(&self, name: &str) -> StoreResult<OrgRecord> {
-        let org = OrgRecord {
-            id: new_id(ORG_PREFIX),
-            name: name.to_owned(),
-            created_at: now_millis(),
-        };
+        let org = OrgRecord { id: new_id(ORG_PREFIX), name: name.to_owned(), created_at: now_millis() };
         with_pool!(self, pool => sqlx::query("INSERT INTO orgs (id, name, created_at) VALUES ($1, $2, $3)")
             .bind(&org.id).bind(&org.name).bind(org.created_at)
             .execute(pool).await.map(|done| done.rows_affected()))
@@ -35,10 +31,8 @@ impl Store {
     }
 
     pub async fn get_org(&self, org_id: &str) -> StoreResult<Option<OrgRecord>> {
-        Ok(
-            with_pool!(self, pool => sqlx::query_as::<_, OrgRecord>("SELECT id, name, created_at FROM orgs WHERE id = $1")
-            .bind(org_id).fetch_optional(pool).await)?,
-        )
+        Ok(with_pool!(self, pool => sqlx::query_as::<_, OrgRecord>("SELECT id, name, created_at FROM orgs WHERE id = $1")
+            .bind(org_id).fetch_optional(pool).await)?)
     }
 
     /// Creates a project in `org_id` (which must exist).
@@ -46,12 +40,8 @@ impl Store {
         if self.get_org(org_id).await?.is_none() {
             return Err(StoreError::NotFound("org"));
         }
-        let project = ProjectRecord {
-            id: new_id(PROJECT_PREFIX),
-            org_id: org_id.to_owned(),
-            name: name.to_owned(),
-            created_at: now_millis(),
-        };
+        let project =
+            ProjectRecord { id: new_id(PROJECT_PREFIX), org_id: org_id.to_owned(), name: name.to_owned(), created_at: now_millis() };
         with_pool!(self, pool => sqlx::query("INSERT INTO projects (id, org_id, name, created_at) VALUES ($1, $2, $3, $4)")
             .bind(&project.id).bind(&project.org_id).bind(&project.name).bind(project.created_at)
             .execute(pool).await.map(|done| done.rows_affected()))
@@ -72,8 +62,6 @@ impl Store {
     }
 
     pub async fn count_projects(&self) -> StoreResult<i64> {
-        Ok(
-            with_pool!(self, pool => sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM projects").fetch_one(pool).await)?,
-        )
+        Ok(with_pool!(self, pool => sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM projects").fetch_one(pool).await)?)
     }
 }

@@ -18,12 +18,7 @@ pub struct UserRecord {
 
 impl Store {
     /// Inserts a user; `Conflict("user")` when the id is taken in this project.
-    pub async fn insert_user(
-        &self,
-        project_id: &str,
-        user_id: &str,
-        profile_json: &str,
-    ) -> StoreResult<UserRecord> {
+    pub async fn insert_user(&self, project_id: &str, user_id: &str, profile_json: &str) -> StoreResult<UserRecord> {
         let now = now_millis();
         with_pool!(self, pool => sqlx::query_as::<_, UserRecord>(
             "INSERT INTO users (project_id, id, profile, data_syncs, version, created_at, updated_at)
@@ -34,11 +29,7 @@ impl Store {
         .map_err(|e| StoreError::unique(e, "user"))
     }
 
-    pub async fn get_user(
-        &self,
-        project_id: &str,
-        user_id: &str,
-    ) -> StoreResult<Option<UserRecord>> {
+    pub async fn get_user(&self, project_id: &str, user_id: &str) -> StoreResult<Option<UserRecord>> {
         Ok(with_pool!(self, pool => sqlx::query_as::<_, UserRecord>(
             "SELECT project_id, id, profile, data_syncs, version, created_at, updated_at
              FROM users WHERE project_id = $1 AND id = $2")
@@ -46,12 +37,7 @@ impl Store {
     }
 
     /// Up to `limit` users ordered by id, starting after `after` (keyset pagination).
-    pub async fn list_users(
-        &self,
-        project_id: &str,
-        after: Option<&str>,
-        limit: u32,
-    ) -> StoreResult<Vec<UserRecord>> {
+    pub async fn list_users(&self, project_id: &str, after: Option<&str>, limit: u32) -> StoreResult<Vec<UserRecord>> {
         let limit = i64::from(limit);
         Ok(match after {
             Some(after) => with_pool!(self, pool => sqlx::query_as::<_, UserRecord>(

@@ -16,11 +16,7 @@ use crate::config::Config;
 use crate::server;
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "vitalis",
-    version,
-    about = "Vitalis: self-hostable Health API server"
-)]
+#[command(name = "vitalis", version, about = "Vitalis: self-hostable Health API server")]
 pub struct Cli {
     /// TOML configuration file (default: ./vitalis.toml if present).
     #[arg(long, global = true, env = "VITALIS_CONFIG")]
@@ -169,35 +165,23 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
         Command::Serve(_) => serve(config).await,
         Command::Migrate => {
             let store = server::open_store(&config).await?;
-            println!(
-                "database at {} is up to date ({})",
-                redact_url(&config.database_url()),
-                store.backend_name()
-            );
+            println!("database at {} is up to date ({})", redact_url(&config.database_url()), store.backend_name());
             store.close().await;
             Ok(())
         }
-        Command::Project(command) => {
-            with_store(&config, |store| project_command(store, command)).await
-        }
-        Command::Client(command) => {
-            with_store(&config, |store| client_command(store, command)).await
-        }
+        Command::Project(command) => with_store(&config, |store| project_command(store, command)).await,
+        Command::Client(command) => with_store(&config, |store| client_command(store, command)).await,
         Command::Keys(KeysCommand::Rotate { out }) => {
             let store = server::open_store(&config).await?;
             let master = server::resolve_master_key(&config)?;
             let key = rotate_signing_key(&store, &master).await?;
             store.close().await;
-            emit(
-                &out,
-                json!({"kid": key.kid, "alg": key.alg, "created_at": rfc3339_from_millis(key.created_at)}),
-                || {
-                    format!(
-                        "new signing key: {} ({})\nrunning servers pick it up within key_reload_secs; older keys verify until their tokens expire",
-                        key.kid, key.alg
-                    )
-                },
-            );
+            emit(&out, json!({"kid": key.kid, "alg": key.alg, "created_at": rfc3339_from_millis(key.created_at)}), || {
+                format!(
+                    "new signing key: {} ({})\nrunning servers pick it up within key_reload_secs; older keys verify until their tokens expire",
+                    key.kid, key.alg
+                )
+            });
             Ok(())
         }
     }
@@ -213,22 +197,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         println!("client_id: {}", demo.client_id);
         println!("client_secret: {}", demo.client_secret);
     }
-    let listener = tokio::net::TcpListener::bind(&config.listen)
-        .await
-        .with_context(|| format!("binding {}", config.listen))?;
+    let listener = tokio::net::TcpListener::bind(&config.listen).await.with_context(|| format!("binding {}", config.listen))?;
     let address = listener.local_addr()?;
-    println!(
-        "listening on http://{address} (database: {}, docs: http://{address}/docs)",
-        prepared.store.backend_name()
-    );
+    println!("listening on http://{address} (database: {}, docs: http://{address}/docs)", prepared.store.backend_name());
     tracing::info!(%address, database = prepared.store.backend_name(), "vitalis serving");
-    server::serve(
-        prepared,
-        listener,
-        Duration::from_secs(config.key_reload_secs),
-        server::shutdown_signal(),
-    )
-    .await
+    server::serve(prepared, listener, Duration::from_secs(config.key_reload_secs), server::shutdown_signal()).await
 }
 
 async fn with_store<F, Fut>(config: &Config, f: F) -> anyhow::Result<()>
@@ -249,24 +222,17 @@ async fn project_command(store: Store, command: ProjectCommand) -> anyhow::Resul
                 Some(id) => id,
                 None => store.create_org(&name).await?.id,
             };
-            let project = store
-                .create_project(&org_id, &name)
-                .await
-                .map_err(|e| anyhow::anyhow!("{e} (org {org_id})"))?;
-            emit(
-                &out,
-                json!({"project_id": project.id, "org_id": project.org_id, "name": project.name}),
-                || {
-                    format!(
-                        "project_id: {}\norg_id: {}\nname: {}",
-                        project.id, project.org_id, project.name
-                    )
-                },
-            );
+            let project = store.create_project(&org_id, &name).await.map_err(|e| anyhow::anyhow!("{e} (org {org_id})"))?;
+            emit(&out, json!({"project_id": project.id, "org_id": project.org_id, "name": project.name}), || {
+                format!("project_id: {}\norg_id: {}\nname: {}", project.id, project.org_id, project.name)
+            });
         }
         ProjectCommand::List { out } => {
             let projects = store.list_projects().await?;
-            let rows: Vec<_> = projects.iter().map(|p| json!({"project_id": p.id, "org_id": p.org_id, "name": p.name, "created_at": rfc3339_from_millis(p.created_at)})).collect();
+            let rows: Vec<_> = projects
+                .iter()
+                .map(|p| json!({"project_id": p.id, "org_id": p.org_id, "name": p.name, "created_at": rfc3339_from_millis(p.created_at)}))
+                .collect();
             emit(&out, json!(rows), || {
                 let mut text = format!("{:<32} {:<32} NAME", "PROJECT", "ORG");
                 for p in &projects {
@@ -290,98 +256,40 @@ fn client_json(client: &ClientRecord) -> serde_json::Value {
 
 async fn client_command(store: Store, command: ClientCommand) -> anyhow::Result<()> {
     match command {
-        ClientCommand::Create {
-            project,
-            client_id,
-            name,
-            public,
-            scopes,
-            default_scopes,
-            grants,
-            out,
-        } => {
-            let kind = if public {
-                ClientKind::Public
-            } else {
-                ClientKind::Confidential
-            };
-            let spec = ClientSpec {
-                client_id,
-                name,
-                kind,
-                allowed_scopes: scopes,
-                default_scopes,
-                allowed_grants: grants,
-            };
-            let CreatedClient {
-                client,
-                client_secret,
-            } = create_client(&store, &project, spec).await?;
+        ClientCommand::Create { project, client_id, name, public, scopes, default_scopes, grants, out } => {
+            let kind = if public { ClientKind::Public } else { ClientKind::Confidential };
+            let spec = ClientSpec { client_id, name, kind, allowed_scopes: scopes, default_scopes, allowed_grants: grants };
+            let CreatedClient { client, client_secret } = create_client(&store, &project, spec).await?;
             let mut value = client_json(&client);
             value["client_secret"] = json!(client_secret);
             emit(&out, value, || {
-                let mut text = format!(
-                    "client_id: {}\nkind: {}\nallowed_scopes: {}",
-                    client.client_id, client.kind, client.allowed_scopes
-                );
+                let mut text = format!("client_id: {}\nkind: {}\nallowed_scopes: {}", client.client_id, client.kind, client.allowed_scopes);
                 if let Some(secret) = &client_secret {
-                    text.push_str(&format!(
-                        "\nclient_secret: {secret}\n(shown once; only its hash is stored)"
-                    ));
+                    text.push_str(&format!("\nclient_secret: {secret}\n(shown once; only its hash is stored)"));
                 }
                 text
             });
         }
         ClientCommand::List { project, out } => {
             let clients = store.list_clients(&project).await?;
-            emit(
-                &out,
-                json!(clients.iter().map(client_json).collect::<Vec<_>>()),
-                || {
-                    let mut text =
-                        format!("{:<24} {:<13} {:<8} SCOPES", "CLIENT", "KIND", "STATUS");
-                    for c in &clients {
-                        let status = if c.revoked_at.is_some() {
-                            "revoked"
-                        } else {
-                            "active"
-                        };
-                        text.push_str(&format!(
-                            "\n{:<24} {:<13} {:<8} {}",
-                            c.client_id, c.kind, status, c.allowed_scopes
-                        ));
-                    }
-                    text
-                },
-            );
+            emit(&out, json!(clients.iter().map(client_json).collect::<Vec<_>>()), || {
+                let mut text = format!("{:<24} {:<13} {:<8} SCOPES", "CLIENT", "KIND", "STATUS");
+                for c in &clients {
+                    let status = if c.revoked_at.is_some() { "revoked" } else { "active" };
+                    text.push_str(&format!("\n{:<24} {:<13} {:<8} {}", c.client_id, c.kind, status, c.allowed_scopes));
+                }
+                text
+            });
         }
-        ClientCommand::RotateSecret {
-            project,
-            client_id,
-            out,
-        } => {
+        ClientCommand::RotateSecret { project, client_id, out } => {
             let secret = rotate_client_secret(&store, &project, &client_id).await?;
-            emit(
-                &out,
-                json!({"client_id": client_id, "client_secret": secret}),
-                || {
-                    format!(
-                        "client_id: {client_id}\nclient_secret: {secret}\n(shown once; the previous secret no longer works)"
-                    )
-                },
-            );
+            emit(&out, json!({"client_id": client_id, "client_secret": secret}), || {
+                format!("client_id: {client_id}\nclient_secret: {secret}\n(shown once; the previous secret no longer works)")
+            });
         }
-        ClientCommand::Revoke {
-            project,
-            client_id,
-            out,
-        } => {
+        ClientCommand::Revoke { project, client_id, out } => {
             store.revoke_client(&project, &client_id).await?;
-            emit(
-                &out,
-                json!({"client_id": client_id, "revoked": true}),
-                || format!("client {client_id} revoked"),
-            );
+            emit(&out, json!({"client_id": client_id, "revoked": true}), || format!("client {client_id} revoked"));
         }
     }
     Ok(())
@@ -389,10 +297,7 @@ async fn client_command(store: Store, command: ClientCommand) -> anyhow::Result<
 
 fn emit(out: &JsonFlag, value: serde_json::Value, text: impl FnOnce() -> String) {
     if out.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&value).expect("JSON serializes")
-        );
+        println!("{}", serde_json::to_string_pretty(&value).expect("JSON serializes"));
     } else {
         println!("{}", text());
     }
@@ -414,13 +319,7 @@ mod tests {
 
     #[test]
     fn database_passwords_are_redacted() {
-        assert_eq!(
-            redact_url("postgres://app:secret@db:5432/vitalis"),
-            "postgres://***@db:5432/vitalis"
-        );
-        assert_eq!(
-            redact_url("sqlite://data/vitalis.db"),
-            "sqlite://data/vitalis.db"
-        );
+        assert_eq!(redact_url("postgres://app:secret@db:5432/vitalis"), "postgres://***@db:5432/vitalis");
+        assert_eq!(redact_url("sqlite://data/vitalis.db"), "sqlite://data/vitalis.db");
     }
 }

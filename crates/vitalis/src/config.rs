@@ -75,18 +75,12 @@ impl Config {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
         match file {
             Some(path) if !path.exists() => {
-                return Err(ConfigError(format!(
-                    "config file {} does not exist",
-                    path.display()
-                )));
+                return Err(ConfigError(format!("config file {} does not exist", path.display())));
             }
             Some(path) => figment = figment.merge(Toml::file(path)),
             None => figment = figment.merge(Toml::file("vitalis.toml")),
         }
-        let config: Config = figment
-            .merge(Env::prefixed("VITALIS_"))
-            .extract()
-            .map_err(|e| ConfigError(e.to_string()))?;
+        let config: Config = figment.merge(Env::prefixed("VITALIS_")).extract().map_err(|e| ConfigError(e.to_string()))?;
         config.validate()?;
         Ok(config)
     }
@@ -94,40 +88,27 @@ impl Config {
     /// Checks values that would otherwise fail later, naming the key.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.listen.parse::<std::net::SocketAddr>().is_err() {
-            return Err(ConfigError(format!(
-                "listen: `{}` is not an address like 127.0.0.1:8080",
-                self.listen
-            )));
+            return Err(ConfigError(format!("listen: `{}` is not an address like 127.0.0.1:8080", self.listen)));
         }
         if !(60..=86_400).contains(&self.access_token_ttl_secs) {
-            return Err(ConfigError(
-                "access_token_ttl_secs: must be between 60 and 86400".into(),
-            ));
+            return Err(ConfigError("access_token_ttl_secs: must be between 60 and 86400".into()));
         }
         if !matches!(self.log_format.as_str(), "text" | "json") {
             return Err(ConfigError("log_format: must be `text` or `json`".into()));
         }
         if let Some(url) = &self.database_url
-            && !(url.starts_with("sqlite:")
-                || url.starts_with("postgres://")
-                || url.starts_with("postgresql://"))
+            && !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://"))
         {
-            return Err(ConfigError(
-                "database_url: must start with sqlite: or postgres://".into(),
-            ));
+            return Err(ConfigError("database_url: must start with sqlite: or postgres://".into()));
         }
         if self.body_limit_bytes < 1024 {
-            return Err(ConfigError(
-                "body_limit_bytes: must be at least 1024".into(),
-            ));
+            return Err(ConfigError("body_limit_bytes: must be at least 1024".into()));
         }
         Ok(())
     }
 
     pub fn database_url(&self) -> String {
-        self.database_url
-            .clone()
-            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("vitalis.db").display()))
+        self.database_url.clone().unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("vitalis.db").display()))
     }
 
     pub fn uses_embedded_database(&self) -> bool {
@@ -135,11 +116,7 @@ impl Config {
     }
 
     pub fn issuer(&self) -> String {
-        self.public_url
-            .clone()
-            .unwrap_or_else(|| format!("http://{}", self.listen))
-            .trim_end_matches('/')
-            .to_owned()
+        self.public_url.clone().unwrap_or_else(|| format!("http://{}", self.listen)).trim_end_matches('/').to_owned()
     }
 
     pub fn master_key_file(&self) -> PathBuf {
@@ -165,15 +142,9 @@ mod tests {
 
     #[test]
     fn bad_values_name_their_key() {
-        let config = Config {
-            listen: "nowhere".into(),
-            ..Config::default()
-        };
+        let config = Config { listen: "nowhere".into(), ..Config::default() };
         assert!(config.validate().unwrap_err().0.starts_with("listen"));
-        let config = Config {
-            database_url: Some("mysql://x".into()),
-            ..Config::default()
-        };
+        let config = Config { database_url: Some("mysql://x".into()), ..Config::default() };
         assert!(config.validate().unwrap_err().0.starts_with("database_url"));
     }
 }

@@ -17,16 +17,10 @@ use crate::config::Config;
 /// Opens the configured database (creating the data directory for SQLite) and migrates it.
 pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
     if config.uses_embedded_database() {
-        std::fs::create_dir_all(&config.data_dir)
-            .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+        std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
     }
-    let options = StoreOptions {
-        max_connections: config.db_max_connections,
-        ..StoreOptions::default()
-    };
-    let store = Store::connect(&config.database_url(), &options)
-        .await
-        .context("opening the database")?;
+    let options = StoreOptions { max_connections: config.db_max_connections, ..StoreOptions::default() };
+    let store = Store::connect(&config.database_url(), &options).await.context("opening the database")?;
     store.migrate().await.context("migrating the database")?;
     Ok(store)
 }
@@ -39,15 +33,11 @@ pub fn resolve_master_key(config: &Config) -> anyhow::Result<MasterKey> {
     }
     let path = config.master_key_file();
     if path.exists() {
-        let value = std::fs::read_to_string(&path)
-            .with_context(|| format!("reading {}", path.display()))?;
-        return MasterKey::from_base64(&value)
-            .with_context(|| format!("master key file {}", path.display()));
+        let value = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        return MasterKey::from_base64(&value).with_context(|| format!("master key file {}", path.display()));
     }
     if !config.dev {
-        bail!(
-            "no master key: set VITALIS_MASTER_KEY (32 random bytes, base64: `openssl rand -base64 32`) or run with --dev"
-        );
+        bail!("no master key: set VITALIS_MASTER_KEY (32 random bytes, base64: `openssl rand -base64 32`) or run with --dev");
     }
     std::fs::create_dir_all(&config.data_dir)?;
     let key = MasterKey::generate();
@@ -62,9 +52,7 @@ fn write_private_file(path: &std::path::Path, contents: &str) -> anyhow::Result<
     options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options
-        .open(path)
-        .with_context(|| format!("creating {}", path.display()))?;
+    let mut file = options.open(path).with_context(|| format!("creating {}", path.display()))?;
     file.write_all(contents.as_bytes())?;
     Ok(())
 }
@@ -82,19 +70,9 @@ pub struct Prepared {
 pub async fn prepare(config: &Config) -> anyhow::Result<Prepared> {
     let store = open_store(config).await?;
     let master = resolve_master_key(config)?;
-    let demo = if config.dev {
-        bootstrap_demo_tenant(&store)
-            .await
-            .context("creating the demo tenant")?
-    } else {
-        None
-    };
+    let demo = if config.dev { bootstrap_demo_tenant(&store).await.context("creating the demo tenant")? } else { None };
     let leeway = Duration::from_secs(config.token_leeway_secs);
-    let keys = Arc::new(
-        KeyRing::load(store.clone(), master, config.access_token_ttl() + leeway)
-            .await
-            .context("loading signing keys")?,
-    );
+    let keys = Arc::new(KeyRing::load(store.clone(), master, config.access_token_ttl() + leeway).await.context("loading signing keys")?);
     let authority = Authority::new(
         store.clone(),
         keys.clone(),
@@ -111,12 +89,7 @@ pub async fn prepare(config: &Config) -> anyhow::Result<Prepared> {
         body_limit: config.body_limit_bytes,
     };
     let state = AppState::new(store.clone(), Arc::new(authority), http);
-    Ok(Prepared {
-        state,
-        store,
-        keys,
-        demo,
-    })
+    Ok(Prepared { state, store, keys, demo })
 }
 
 /// Serves until `shutdown` resolves, then drains in-flight requests and closes the store.
@@ -128,10 +101,7 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let refresh = prepared.keys.spawn_refresh(key_reload);
     let app = vitalis_api::app(prepared.state);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("serving HTTP")?;
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await.context("serving HTTP")?;
     refresh.abort();
     prepared.store.close().await;
     Ok(())

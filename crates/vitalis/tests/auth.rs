@@ -82,7 +82,13 @@ backend_tests!(server_token_has_exactly_the_documented_shape_and_claims, |app: T
 });
 
 backend_tests!(no_scope_means_client_defaults, |app: TestApp| async move {
-    let response = app.http.post(app.url(&format!("/v1/projects/{}/auth/server", app.project_id))).basic_auth("server", Some(&app.client_secret)).send().await.unwrap();
+    let response = app
+        .http
+        .post(app.url(&format!("/v1/projects/{}/auth/server", app.project_id)))
+        .basic_auth("server", Some(&app.client_secret))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.unwrap();
     assert_eq!(decode_claims(body["access_token"].as_str().unwrap())["scope"], "users:create users:delete users:read users:update");
@@ -98,35 +104,61 @@ backend_tests!(client_authentication_failures, |app: TestApp| async move {
     // Right credentials, wrong project in the path (existing and not).
     let (other_project, _) = app.second_project().await;
     expect_oauth_error(post_server(&app, &other_project, "server", &app.client_secret, scope.clone()).await, 401, "invalid_client").await;
-    expect_oauth_error(post_server(&app, "proj_doesnotexist", "server", &app.client_secret, scope.clone()).await, 401, "invalid_client").await;
+    expect_oauth_error(post_server(&app, "proj_doesnotexist", "server", &app.client_secret, scope.clone()).await, 401, "invalid_client")
+        .await;
     // Revoked client.
     app.store.revoke_client(&app.project_id, "server").await.unwrap();
     expect_oauth_error(post_server(&app, &app.project_id, "server", &app.client_secret, scope).await, 401, "invalid_client").await;
 });
 
 backend_tests!(scope_rules, |app: TestApp| async move {
-    let created = vitalis_auth::admin::create_client(&app.store, &app.project_id, vitalis_auth::admin::ClientSpec {
-        client_id: Some("reader".into()),
-        name: "reader".into(),
-        kind: vitalis_store::ClientKind::Confidential,
-        allowed_scopes: Some("users:read".into()),
-        default_scopes: None,
-        allowed_grants: None,
-    })
+    let created = vitalis_auth::admin::create_client(
+        &app.store,
+        &app.project_id,
+        vitalis_auth::admin::ClientSpec {
+            client_id: Some("reader".into()),
+            name: "reader".into(),
+            kind: vitalis_store::ClientKind::Confidential,
+            allowed_scopes: Some("users:read".into()),
+            default_scopes: None,
+            allowed_grants: None,
+        },
+    )
     .await
     .unwrap();
     let secret = created.client_secret.unwrap();
-    let body = expect_oauth_error(post_server(&app, &app.project_id, "reader", &secret, json!({"scope": "users:read users:delete"})).await, 400, "invalid_scope").await;
+    let body = expect_oauth_error(
+        post_server(&app, &app.project_id, "reader", &secret, json!({"scope": "users:read users:delete"})).await,
+        400,
+        "invalid_scope",
+    )
+    .await;
     assert!(body["error_description"].as_str().unwrap().contains("users:delete"));
-    expect_oauth_error(post_server(&app, &app.project_id, "reader", &secret, json!({"scope": "not a scope"})).await, 400, "invalid_scope").await;
+    expect_oauth_error(post_server(&app, &app.project_id, "reader", &secret, json!({"scope": "not a scope"})).await, 400, "invalid_scope")
+        .await;
     let ok = post_server(&app, &app.project_id, "reader", &secret, json!({"scope": "users:read"})).await;
     assert_eq!(ok.status(), 200);
     // A malformed body is invalid_request.
-    let bad = app.http.post(app.url(&format!("/v1/projects/{}/auth/server", app.project_id))).basic_auth("reader", Some(&secret)).header("content-type", "application/json").body("{nope").send().await.unwrap();
+    let bad = app
+        .http
+        .post(app.url(&format!("/v1/projects/{}/auth/server", app.project_id)))
+        .basic_auth("reader", Some(&secret))
+        .header("content-type", "application/json")
+        .body("{nope")
+        .send()
+        .await
+        .unwrap();
     expect_oauth_error(bad, 400, "invalid_request").await;
     // Missing scope on a resource route is 403 insufficient_scope with a challenge.
     let token: Value = ok.json().await.unwrap();
-    let response = app.http.post(app.url("/users")).bearer_auth(token["access_token"].as_str().unwrap()).json(&json!({"id": "u1"})).send().await.unwrap();
+    let response = app
+        .http
+        .post(app.url("/users"))
+        .bearer_auth(token["access_token"].as_str().unwrap())
+        .json(&json!({"id": "u1"}))
+        .send()
+        .await
+        .unwrap();
     let challenge = response.headers()["www-authenticate"].to_str().unwrap().to_owned();
     assert!(challenge.contains("insufficient_scope") && challenge.contains("users:create"), "{challenge}");
     expect_error(response, 403, "insufficient_scope").await;
@@ -135,34 +167,106 @@ backend_tests!(scope_rules, |app: TestApp| async move {
 backend_tests!(oauth_token_endpoint, |app: TestApp| async move {
     let resource = format!("urn:vitalis:project:{}", app.project_id);
     // HTTP Basic + resource.
-    let response = post_form(&app, Some(("server", &app.client_secret)), &[("grant_type", "client_credentials"), ("resource", &resource), ("scope", "users:read")]).await;
+    let response = post_form(
+        &app,
+        Some(("server", &app.client_secret)),
+        &[("grant_type", "client_credentials"), ("resource", &resource), ("scope", "users:read")],
+    )
+    .await;
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["token_type"], "Bearer");
     assert_eq!(body["scope"], "users:read");
     assert_eq!(get_users(&app, body["access_token"].as_str().unwrap()).await.status(), 200);
     // client_secret_post + audience, and project_id.
-    let response = post_form(&app, None, &[("grant_type", "client_credentials"), ("audience", &resource), ("client_id", "server"), ("client_secret", &app.client_secret)]).await;
+    let response = post_form(
+        &app,
+        None,
+        &[("grant_type", "client_credentials"), ("audience", &resource), ("client_id", "server"), ("client_secret", &app.client_secret)],
+    )
+    .await;
     assert_eq!(response.status(), 200);
-    let response = post_form(&app, None, &[("grant_type", "client_credentials"), ("project_id", &app.project_id), ("client_id", "server"), ("client_secret", &app.client_secret)]).await;
+    let response = post_form(
+        &app,
+        None,
+        &[
+            ("grant_type", "client_credentials"),
+            ("project_id", &app.project_id),
+            ("client_id", "server"),
+            ("client_secret", &app.client_secret),
+        ],
+    )
+    .await;
     assert_eq!(response.status(), 200);
     // No project named: the client id exists in one project only.
     let response = post_form(&app, Some(("server", &app.client_secret)), &[("grant_type", "client_credentials")]).await;
     assert_eq!(response.status(), 200);
     // Once it exists in two projects, the caller must name one.
     app.second_project().await;
-    expect_oauth_error(post_form(&app, Some(("server", &app.client_secret)), &[("grant_type", "client_credentials")]).await, 400, "invalid_request").await;
+    expect_oauth_error(
+        post_form(&app, Some(("server", &app.client_secret)), &[("grant_type", "client_credentials")]).await,
+        400,
+        "invalid_request",
+    )
+    .await;
     // Errors.
-    expect_oauth_error(post_form(&app, Some(("server", "wrong")), &[("grant_type", "client_credentials"), ("resource", &resource)]).await, 401, "invalid_client").await;
-    expect_oauth_error(post_form(&app, Some(("server", &app.client_secret)), &[("grant_type", "password"), ("resource", &resource)]).await, 400, "unsupported_grant_type").await;
-    expect_oauth_error(post_form(&app, Some(("server", &app.client_secret)), &[("resource", &resource)]).await, 400, "invalid_request").await;
-    expect_oauth_error(post_form(&app, Some(("server", &app.client_secret)), &[("grant_type", "client_credentials"), ("resource", "https://elsewhere")]).await, 400, "invalid_target").await;
-    expect_oauth_error(post_form(&app, Some(("server", &app.client_secret)), &[("grant_type", "client_credentials"), ("resource", &resource), ("scope", "users:fly")]).await, 400, "invalid_scope").await;
-    let both = post_form(&app, Some(("server", &app.client_secret)), &[("grant_type", "client_credentials"), ("resource", &resource), ("client_id", "server"), ("client_secret", &app.client_secret)]).await;
+    expect_oauth_error(
+        post_form(&app, Some(("server", "wrong")), &[("grant_type", "client_credentials"), ("resource", &resource)]).await,
+        401,
+        "invalid_client",
+    )
+    .await;
+    expect_oauth_error(
+        post_form(&app, Some(("server", &app.client_secret)), &[("grant_type", "password"), ("resource", &resource)]).await,
+        400,
+        "unsupported_grant_type",
+    )
+    .await;
+    expect_oauth_error(post_form(&app, Some(("server", &app.client_secret)), &[("resource", &resource)]).await, 400, "invalid_request")
+        .await;
+    expect_oauth_error(
+        post_form(&app, Some(("server", &app.client_secret)), &[("grant_type", "client_credentials"), ("resource", "https://elsewhere")])
+            .await,
+        400,
+        "invalid_target",
+    )
+    .await;
+    expect_oauth_error(
+        post_form(
+            &app,
+            Some(("server", &app.client_secret)),
+            &[("grant_type", "client_credentials"), ("resource", &resource), ("scope", "users:fly")],
+        )
+        .await,
+        400,
+        "invalid_scope",
+    )
+    .await;
+    let both = post_form(
+        &app,
+        Some(("server", &app.client_secret)),
+        &[("grant_type", "client_credentials"), ("resource", &resource), ("client_id", "server"), ("client_secret", &app.client_secret)],
+    )
+    .await;
     expect_oauth_error(both, 400, "invalid_request").await;
-    let json_body = app.http.post(app.url("/oauth/token")).basic_auth("server", Some(&app.client_secret)).json(&json!({"grant_type": "client_credentials"})).send().await.unwrap();
+    let json_body = app
+        .http
+        .post(app.url("/oauth/token"))
+        .basic_auth("server", Some(&app.client_secret))
+        .json(&json!({"grant_type": "client_credentials"}))
+        .send()
+        .await
+        .unwrap();
     expect_oauth_error(json_body, 400, "invalid_request").await;
-    let repeated = app.http.post(app.url("/oauth/token")).basic_auth("server", Some(&app.client_secret)).header("content-type", "application/x-www-form-urlencoded").body("grant_type=client_credentials&grant_type=client_credentials").send().await.unwrap();
+    let repeated = app
+        .http
+        .post(app.url("/oauth/token"))
+        .basic_auth("server", Some(&app.client_secret))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("grant_type=client_credentials&grant_type=client_credentials")
+        .send()
+        .await
+        .unwrap();
     expect_oauth_error(repeated, 400, "invalid_request").await;
 });
 
@@ -254,7 +358,8 @@ backend_tests!(project_isolation, |app: TestApp| async move {
     let token = app.server_token("").await;
     // The same user id in both projects is two different users.
     for (t, name) in [(&token, "Alpha"), (&other_token, "Beta")] {
-        let response = app.http.post(app.url("/users")).bearer_auth(t).json(&json!({"id": "shared", "firstname": name})).send().await.unwrap();
+        let response =
+            app.http.post(app.url("/users")).bearer_auth(t).json(&json!({"id": "shared", "firstname": name})).send().await.unwrap();
         assert_eq!(response.status(), 201);
     }
     let response = app.http.post(app.url("/users")).bearer_auth(&other_token).json(&json!({"id": "only_b"})).send().await.unwrap();
@@ -263,7 +368,12 @@ backend_tests!(project_isolation, |app: TestApp| async move {
     assert_eq!(mine["firstname"], "Alpha");
     expect_error(app.http.get(app.url("/users/only_b")).bearer_auth(&token).send().await.unwrap(), 404, "not_found").await;
     expect_error(app.http.delete(app.url("/users/only_b")).bearer_auth(&token).send().await.unwrap(), 404, "not_found").await;
-    expect_error(app.http.patch(app.url("/users/only_b")).bearer_auth(&token).json(&json!({"firstname": "x"})).send().await.unwrap(), 404, "not_found").await;
+    expect_error(
+        app.http.patch(app.url("/users/only_b")).bearer_auth(&token).json(&json!({"firstname": "x"})).send().await.unwrap(),
+        404,
+        "not_found",
+    )
+    .await;
     let list: Value = get_users(&app, &token).await.json().await.unwrap();
     let ids: Vec<&str> = list["users"].as_array().unwrap().iter().map(|u| u["id"].as_str().unwrap()).collect();
     assert_eq!(ids, ["shared"]);

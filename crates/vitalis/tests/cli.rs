@@ -31,6 +31,8 @@ fn vitalis(data_dir: &Path, database_url: &str) -> Command {
     command
 }
 
+// The child is handed to the caller, which waits for it in `terminate`.
+#[allow(clippy::zombie_processes)]
 fn start_server(data_dir: &Path, database_url: &str, log: &Path) -> Server {
     let stderr = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
     let mut child = vitalis(data_dir, database_url)
@@ -43,7 +45,10 @@ fn start_server(data_dir: &Path, database_url: &str, log: &Path) -> Server {
     let mut stdout_lines = Vec::new();
     loop {
         let mut line = String::new();
-        assert!(reader.read_line(&mut line).unwrap() > 0, "server exited early; stdout: {stdout_lines:?}; log: {}", std::fs::read_to_string(log).unwrap_or_default());
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            let status = child.wait();
+            panic!("server exited early ({status:?}); stdout: {stdout_lines:?}; log: {}", std::fs::read_to_string(log).unwrap_or_default());
+        }
         let line = line.trim_end().to_owned();
         let listening = line.strip_prefix("listening on ").map(|rest| rest.split(' ').next().unwrap().to_owned());
         stdout_lines.push(line);
@@ -62,7 +67,8 @@ fn field<'a>(lines: &'a [String], name: &str) -> Option<&'a str> {
 fn admin(data_dir: &Path, database_url: &str, args: &[&str]) -> Value {
     let output = vitalis(data_dir, database_url).args(args).arg("--json").output().unwrap();
     assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
-    serde_json::from_slice(&output.stdout).unwrap_or_else(|_| panic!("{args:?} printed no JSON: {}", String::from_utf8_lossy(&output.stdout)))
+    serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|_| panic!("{args:?} printed no JSON: {}", String::from_utf8_lossy(&output.stdout)))
 }
 
 fn terminate(mut server: Server) {
@@ -73,7 +79,12 @@ fn terminate(mut server: Server) {
 }
 
 async fn server_token(http: &reqwest::Client, base: &str, project: &str, id: &str, secret: &str, scope: &str) -> reqwest::Response {
-    http.post(format!("{base}/v1/projects/{project}/auth/server")).basic_auth(id, Some(secret)).json(&json!({"scope": scope})).send().await.unwrap()
+    http.post(format!("{base}/v1/projects/{project}/auth/server"))
+        .basic_auth(id, Some(secret))
+        .json(&json!({"scope": scope}))
+        .send()
+        .await
+        .unwrap()
 }
 
 async fn newcomer_flow(backend: Backend) {
@@ -133,7 +144,11 @@ async fn newcomer_flow(backend: Backend) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(published, "the running server picks up a key rotated by the CLI");
-    assert_eq!(http.get(format!("{base}/users?limit=10")).bearer_auth(&token).send().await.unwrap().status(), 200, "pre-rotation token still valid");
+    assert_eq!(
+        http.get(format!("{base}/users?limit=10")).bearer_auth(&token).send().await.unwrap().status(),
+        200,
+        "pre-rotation token still valid"
+    );
 
     terminate(server);
 
@@ -173,7 +188,10 @@ async fn newcomer_flow_postgres() {
 #[test]
 fn serve_without_master_key_outside_dev_mode_refuses_to_start() {
     let dir = tempfile::tempdir().unwrap();
-    let output = vitalis(dir.path(), &format!("sqlite://{}/v.db", dir.path().display())).args(["serve", "--listen", "127.0.0.1:0"]).output().unwrap();
+    let output = vitalis(dir.path(), &format!("sqlite://{}/v.db", dir.path().display()))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("VITALIS_MASTER_KEY"));
 }

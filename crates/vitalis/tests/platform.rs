@@ -11,7 +11,13 @@ backend_tests!(health_and_readiness, |app: TestApp| async move {
     assert_eq!(health["status"], "ok");
     let ready: Value = app.http.get(app.url("/readyz")).send().await.unwrap().json().await.unwrap();
     assert_eq!(ready["status"], "ready");
-    assert_eq!(ready["database"], match app.backend { Backend::Sqlite => "sqlite", Backend::Postgres => "postgres" });
+    assert_eq!(
+        ready["database"],
+        match app.backend {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    );
 });
 
 backend_tests!(readiness_fails_when_the_database_is_gone, |app: TestApp| async move {

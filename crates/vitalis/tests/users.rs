@@ -44,9 +44,15 @@ backend_tests!(crud_round_trip, |app: TestApp| async move {
     assert_eq!(fetched, created);
 
     // PATCH is a merge patch: absent stays, null clears, nested objects merge.
-    let response = app.http.patch(app.url("/users/u-full")).bearer_auth(&token)
+    let response = app
+        .http
+        .patch(app.url("/users/u-full"))
+        .bearer_auth(&token)
         .header("content-type", "application/merge-patch+json")
-        .body(json!({"firstname": "Joanna", "lastname": null, "thresholds": {"ftp": 260}}).to_string()).send().await.unwrap();
+        .body(json!({"firstname": "Joanna", "lastname": null, "thresholds": {"ftp": 260}}).to_string())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
     let patched: Value = response.json().await.unwrap();
     assert_eq!(patched["firstname"], "Joanna");
@@ -55,13 +61,29 @@ backend_tests!(crud_round_trip, |app: TestApp| async move {
     assert_eq!(patched["created_at"], created["created_at"]);
 
     // PUT replaces: absent fields are cleared; the id may be repeated but not changed.
-    let replaced: Value = app.http.put(app.url("/users/u-full")).bearer_auth(&token).json(&json!({"id": "u-full", "language": "fr"})).send().await.unwrap().json().await.unwrap();
+    let replaced: Value = app
+        .http
+        .put(app.url("/users/u-full"))
+        .bearer_auth(&token)
+        .json(&json!({"id": "u-full", "language": "fr"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(replaced["language"], "fr");
     assert_eq!(replaced["firstname"], Value::Null);
     assert_eq!(replaced["measurement_unit"], "metric");
-    let body = expect_error(app.http.put(app.url("/users/u-full")).bearer_auth(&token).json(&json!({"id": "other"})).send().await.unwrap(), 422, "validation_failed").await;
+    let body = expect_error(
+        app.http.put(app.url("/users/u-full")).bearer_auth(&token).json(&json!({"id": "other"})).send().await.unwrap(),
+        422,
+        "validation_failed",
+    )
+    .await;
     assert_eq!(body["error"]["fields"][0]["path"], "id");
-    expect_error(app.http.put(app.url("/users/missing")).bearer_auth(&token).json(&json!({})).send().await.unwrap(), 404, "not_found").await;
+    expect_error(app.http.put(app.url("/users/missing")).bearer_auth(&token).json(&json!({})).send().await.unwrap(), 404, "not_found")
+        .await;
 
     // DELETE, then it is gone.
     let response = app.http.delete(app.url("/users/u-full")).bearer_auth(&token).send().await.unwrap();
@@ -90,24 +112,35 @@ backend_tests!(duplicates_and_validation, |app: TestApp| async move {
     // Nothing half-written: the invalid creates left no rows.
     let list: Value = app.http.get(app.url("/users")).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
     assert_eq!(list["users"].as_array().unwrap().len(), 1);
-    let error = expect_error(app.http.patch(app.url("/users/dup")).bearer_auth(&token).json(&json!({"height": -1})).send().await.unwrap(), 422, "validation_failed").await;
+    let error = expect_error(
+        app.http.patch(app.url("/users/dup")).bearer_auth(&token).json(&json!({"height": -1})).send().await.unwrap(),
+        422,
+        "validation_failed",
+    )
+    .await;
     assert_eq!(error["error"]["fields"][0]["path"], "height");
 });
 
 backend_tests!(malformed_requests_get_the_error_shape, |app: TestApp| async move {
     let token = app.server_token("").await;
-    let raw = |body: &'static str, content_type: &'static str| app.http.post(app.url("/users")).bearer_auth(&token).header("content-type", content_type).body(body).send();
+    let raw = |body: &'static str, content_type: &'static str| {
+        app.http.post(app.url("/users")).bearer_auth(&token).header("content-type", content_type).body(body).send()
+    };
     expect_error(raw("{\"id\": ", "application/json").await.unwrap(), 400, "malformed_json").await;
     expect_error(raw("id=u", "application/x-www-form-urlencoded").await.unwrap(), 415, "unsupported_media_type").await;
-    expect_error(app.http.post(app.url("/users")).bearer_auth(&token).body("{}").send().await.unwrap(), 415, "unsupported_media_type").await;
+    expect_error(app.http.post(app.url("/users")).bearer_auth(&token).body("{}").send().await.unwrap(), 415, "unsupported_media_type")
+        .await;
     expect_error(raw("[1, 2]", "application/json").await.unwrap(), 422, "validation_failed").await;
     let huge = format!("{{\"id\": \"big\", \"firstname\": \"{}\"}}", "x".repeat(2 * 1024 * 1024));
-    let response = app.http.post(app.url("/users")).bearer_auth(&token).header("content-type", "application/json").body(huge).send().await.unwrap();
+    let response =
+        app.http.post(app.url("/users")).bearer_auth(&token).header("content-type", "application/json").body(huge).send().await.unwrap();
     expect_error(response, 413, "payload_too_large").await;
     expect_error(app.http.get(app.url("/users?limit=abc")).bearer_auth(&token).send().await.unwrap(), 400, "invalid_query").await;
     expect_error(app.http.get(app.url("/users?limit=0")).bearer_auth(&token).send().await.unwrap(), 422, "validation_failed").await;
     expect_error(app.http.get(app.url("/users?limit=1001")).bearer_auth(&token).send().await.unwrap(), 422, "validation_failed").await;
-    let body = expect_error(app.http.get(app.url("/users?page=garbage")).bearer_auth(&token).send().await.unwrap(), 422, "validation_failed").await;
+    let body =
+        expect_error(app.http.get(app.url("/users?page=garbage")).bearer_auth(&token).send().await.unwrap(), 422, "validation_failed")
+            .await;
     assert_eq!(body["error"]["fields"][0]["path"], "page");
     expect_error(app.http.get(app.url("/nowhere")).send().await.unwrap(), 404, "not_found").await;
     expect_error(app.http.put(app.url("/users")).bearer_auth(&token).send().await.unwrap(), 405, "method_not_allowed").await;
@@ -174,8 +207,18 @@ backend_tests!(scopes_are_enforced_per_route, |app: TestApp| async move {
     let read_only = app.server_token("users:read").await;
     assert_eq!(app.http.get(app.url("/users/target")).bearer_auth(&read_only).send().await.unwrap().status(), 200);
     expect_error(create(&app, &read_only, json!({"id": "x"})).await, 403, "insufficient_scope").await;
-    expect_error(app.http.patch(app.url("/users/target")).bearer_auth(&read_only).json(&json!({})).send().await.unwrap(), 403, "insufficient_scope").await;
-    expect_error(app.http.put(app.url("/users/target")).bearer_auth(&read_only).json(&json!({})).send().await.unwrap(), 403, "insufficient_scope").await;
+    expect_error(
+        app.http.patch(app.url("/users/target")).bearer_auth(&read_only).json(&json!({})).send().await.unwrap(),
+        403,
+        "insufficient_scope",
+    )
+    .await;
+    expect_error(
+        app.http.put(app.url("/users/target")).bearer_auth(&read_only).json(&json!({})).send().await.unwrap(),
+        403,
+        "insufficient_scope",
+    )
+    .await;
     expect_error(app.http.delete(app.url("/users/target")).bearer_auth(&read_only).send().await.unwrap(), 403, "insufficient_scope").await;
     let create_only = app.server_token("users:create").await;
     expect_error(app.http.get(app.url("/users")).bearer_auth(&create_only).send().await.unwrap(), 403, "insufficient_scope").await;

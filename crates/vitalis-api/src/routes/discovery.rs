@@ -14,10 +14,7 @@ use vitalis_core::scope::KNOWN_SCOPES;
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(jwks))
-        .routes(routes!(authorization_server_metadata))
-        .routes(routes!(openid_configuration))
+    OpenApiRouter::new().routes(routes!(jwks)).routes(routes!(authorization_server_metadata)).routes(routes!(openid_configuration))
 }
 
 /// A JSON Web Key Set (RFC 7517).
@@ -34,13 +31,7 @@ pub struct JwksDocument {
 async fn jwks(State(state): State<AppState>) -> impl IntoResponse {
     let set = state.authority().keys().jwks();
     // Short cache: a rotation must reach verifiers well before old tokens expire.
-    (
-        [(
-            header::CACHE_CONTROL,
-            HeaderValue::from_static("public, max-age=60"),
-        )],
-        Json(set.as_ref().clone()),
-    )
+    ([(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=60"))], Json(set.as_ref().clone()))
 }
 
 /// RFC 8414 authorization server metadata.

@@ -13,10 +13,7 @@ use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(healthz))
-        .routes(routes!(readyz))
-        .routes(routes!(metrics))
+    OpenApiRouter::new().routes(routes!(healthz)).routes(routes!(readyz)).routes(routes!(metrics))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -48,10 +45,7 @@ async fn readyz(State(state): State<AppState>) -> ApiResult<Json<Readiness>> {
         tracing::warn!(error = %err, "readiness check failed");
         ApiError::Unavailable("the database is unreachable".into())
     })?;
-    Ok(Json(Readiness {
-        status: "ready",
-        database: state.store().backend_name(),
-    }))
+    Ok(Json(Readiness { status: "ready", database: state.store().backend_name() }))
 }
 
 /// Prometheus metrics: requests and latency per route, tokens issued, database pool.
@@ -63,11 +57,5 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     metrics::gauge!("vitalis_db_pool_connections", "state" => "idle").set(f64::from(pool.idle));
     metrics::gauge!("vitalis_db_pool_max_connections").set(f64::from(pool.max));
     let body = crate::telemetry::prometheus().render();
-    (
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; version=0.0.4"),
-        )],
-        body,
-    )
+    ([(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"))], body)
 }

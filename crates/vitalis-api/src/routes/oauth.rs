@@ -22,9 +22,7 @@ use crate::extract::is_json_content_type;
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(server_token))
-        .routes(routes!(token))
+    OpenApiRouter::new().routes(routes!(server_token)).routes(routes!(token))
 }
 
 /// RFC 6749 section 5.2 error body.
@@ -49,16 +47,10 @@ impl IntoResponse for OAuthErrorResponse {
     fn into_response(self) -> Response {
         let err = self.0;
         let status = StatusCode::from_u16(err.status()).unwrap_or(StatusCode::BAD_REQUEST);
-        let body = OAuthErrorBody {
-            error: err.code().to_owned(),
-            error_description: err.to_string(),
-        };
+        let body = OAuthErrorBody { error: err.code().to_owned(), error_description: err.to_string() };
         let mut response = (status, no_store_headers(), Json(body)).into_response();
         if matches!(err, OAuthError::InvalidClient(_)) {
-            response.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Basic realm=\"vitalis\""),
-            );
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"vitalis\""));
         }
         response
     }
@@ -66,10 +58,7 @@ impl IntoResponse for OAuthErrorResponse {
 
 /// RFC 6749 section 5.1: token responses must not be cached.
 fn no_store_headers() -> [(header::HeaderName, HeaderValue); 2] {
-    [
-        (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
-        (header::PRAGMA, HeaderValue::from_static("no-cache")),
-    ]
+    [(header::CACHE_CONTROL, HeaderValue::from_static("no-store")), (header::PRAGMA, HeaderValue::from_static("no-cache"))]
 }
 
 type OAuthResult<T> = Result<T, OAuthErrorResponse>;
@@ -107,41 +96,23 @@ async fn server_token(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> OAuthResult<Response> {
-    let (client_id, secret) =
-        basic_credentials(&headers)?.ok_or_else(OAuthError::client_authentication_failed)?;
+    let (client_id, secret) = basic_credentials(&headers)?.ok_or_else(OAuthError::client_authentication_failed)?;
     let request = parse_server_token_body(&headers, body)?;
-    let issued = state
-        .authority()
-        .client_credentials(&project_id, &client_id, &secret, request.scope.as_deref())
-        .await?;
-    let body = ServerTokenResponse {
-        access_token: issued.access_token,
-        token_type: "Bearer",
-        expires_in: issued.expires_in,
-    };
+    let issued = state.authority().client_credentials(&project_id, &client_id, &secret, request.scope.as_deref()).await?;
+    let body = ServerTokenResponse { access_token: issued.access_token, token_type: "Bearer", expires_in: issued.expires_in };
     Ok((no_store_headers(), Json(body)).into_response())
 }
 
-fn parse_server_token_body(
-    headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<ServerTokenRequest, OAuthError> {
-    let body = body.map_err(|_| {
-        OAuthError::InvalidRequest("the request body could not be read or is too large".into())
-    })?;
+fn parse_server_token_body(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<ServerTokenRequest, OAuthError> {
+    let body = body.map_err(|_| OAuthError::InvalidRequest("the request body could not be read or is too large".into()))?;
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(ServerTokenRequest::default());
     }
     if !is_json_content_type(headers.get(header::CONTENT_TYPE)) {
-        return Err(OAuthError::InvalidRequest(
-            "the body must be JSON (Content-Type: application/json)".into(),
-        ));
+        return Err(OAuthError::InvalidRequest("the body must be JSON (Content-Type: application/json)".into()));
     }
-    serde_json::from_slice(&body).map_err(|err| {
-        OAuthError::InvalidRequest(format!(
-            "the body must be a JSON object with an optional string `scope`: {err}"
-        ))
-    })
+    serde_json::from_slice(&body)
+        .map_err(|err| OAuthError::InvalidRequest(format!("the body must be a JSON object with an optional string `scope`: {err}")))
 }
 
 /// Form parameters of `POST /oauth/token`.
@@ -184,15 +155,9 @@ pub struct TokenResponse {
         (status = 400, description = "`invalid_request`, `unsupported_grant_type`, `invalid_scope`, `invalid_target` or `unauthorized_client`", body = OAuthErrorBody),
         (status = 401, description = "`invalid_client`", body = OAuthErrorBody),
     ))]
-async fn token(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> OAuthResult<Response> {
+async fn token(State(state): State<AppState>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> OAuthResult<Response> {
     let params = FormParams::parse(&headers, body)?;
-    let grant_type = params
-        .get("grant_type")
-        .ok_or_else(|| OAuthError::InvalidRequest("`grant_type` is required".into()))?;
+    let grant_type = params.get("grant_type").ok_or_else(|| OAuthError::InvalidRequest("`grant_type` is required".into()))?;
     match grant_type {
         GRANT_CLIENT_CREDENTIALS => {
             let (client_id, secret) = client_authentication(&headers, &params)?;
@@ -200,10 +165,7 @@ async fn token(
                 Some(project_id) => project_id,
                 None => sole_project_of(&state, &client_id).await?,
             };
-            let issued = state
-                .authority()
-                .client_credentials(&project_id, &client_id, &secret, params.get("scope"))
-                .await?;
+            let issued = state.authority().client_credentials(&project_id, &client_id, &secret, params.get("scope")).await?;
             let body = TokenResponse {
                 access_token: issued.access_token,
                 token_type: "Bearer",
@@ -212,10 +174,7 @@ async fn token(
             };
             Ok((no_store_headers(), Json(body)).into_response())
         }
-        other => Err(OAuthError::UnsupportedGrantType(format!(
-            "grant_type `{other}` is not supported"
-        ))
-        .into()),
+        other => Err(OAuthError::UnsupportedGrantType(format!("grant_type `{other}` is not supported")).into()),
     }
 }
 
@@ -230,21 +189,14 @@ impl FormParams {
             .and_then(|v| v.split(';').next())
             .map(|v| v.trim().to_ascii_lowercase());
         if media.as_deref() != Some("application/x-www-form-urlencoded") {
-            return Err(OAuthError::InvalidRequest(
-                "the body must be application/x-www-form-urlencoded".into(),
-            ));
+            return Err(OAuthError::InvalidRequest("the body must be application/x-www-form-urlencoded".into()));
         }
-        let body = body.map_err(|_| {
-            OAuthError::InvalidRequest("the request body could not be read or is too large".into())
-        })?;
-        let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(&body).map_err(|_| {
-            OAuthError::InvalidRequest("the body is not valid form encoding".into())
-        })?;
+        let body = body.map_err(|_| OAuthError::InvalidRequest("the request body could not be read or is too large".into()))?;
+        let pairs: Vec<(String, String)> =
+            serde_urlencoded::from_bytes(&body).map_err(|_| OAuthError::InvalidRequest("the body is not valid form encoding".into()))?;
         for (i, (name, _)) in pairs.iter().enumerate() {
             if pairs[..i].iter().any(|(earlier, _)| earlier == name) {
-                return Err(OAuthError::InvalidRequest(format!(
-                    "parameter `{name}` is repeated"
-                )));
+                return Err(OAuthError::InvalidRequest(format!("parameter `{name}` is repeated")));
             }
         }
         Ok(Self(pairs))
@@ -252,29 +204,21 @@ impl FormParams {
 
     /// A parameter's value; empty values count as absent (RFC 6749 section 3.1).
     fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-            .filter(|v| !v.is_empty())
+        self.0.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str()).filter(|v| !v.is_empty())
     }
 }
 
 /// `client_secret_basic` or `client_secret_post`, never both (RFC 6749 section 2.3).
-fn client_authentication(
-    headers: &HeaderMap,
-    params: &FormParams,
-) -> Result<(String, String), OAuthError> {
+fn client_authentication(headers: &HeaderMap, params: &FormParams) -> Result<(String, String), OAuthError> {
     let basic = basic_credentials(headers)?;
     let post = match (params.get("client_id"), params.get("client_secret")) {
         (Some(id), Some(secret)) => Some((id.to_owned(), secret.to_owned())),
         _ => None,
     };
     match (basic, post) {
-        (Some(_), Some(_)) => Err(OAuthError::InvalidRequest(
-            "use one client authentication method, not HTTP Basic and client_secret together"
-                .into(),
-        )),
+        (Some(_), Some(_)) => {
+            Err(OAuthError::InvalidRequest("use one client authentication method, not HTTP Basic and client_secret together".into()))
+        }
         (Some(credentials), None) | (None, Some(credentials)) => Ok(credentials),
         (None, None) => Err(OAuthError::client_authentication_failed()),
     }
@@ -285,23 +229,15 @@ fn requested_project(state: &AppState, params: &FormParams) -> Result<Option<Str
     let mut found: Option<String> = None;
     for name in ["resource", "audience"] {
         if let Some(value) = params.get(name) {
-            let project = state
-                .authority()
-                .project_from_audience(value)
-                .ok_or_else(|| {
-                    OAuthError::InvalidTarget(format!(
-                        "`{name}` must be {}{{project_id}}",
-                        state.authority().config().audience_prefix
-                    ))
-                })?;
+            let project = state.authority().project_from_audience(value).ok_or_else(|| {
+                OAuthError::InvalidTarget(format!("`{name}` must be {}{{project_id}}", state.authority().config().audience_prefix))
+            })?;
             agree(&mut found, project)?;
         }
     }
     if let Some(project) = params.get("project_id") {
         if !is_valid_project_id(project) {
-            return Err(OAuthError::InvalidTarget(
-                "`project_id` is not a project id".into(),
-            ));
+            return Err(OAuthError::InvalidTarget("`project_id` is not a project id".into()));
         }
         agree(&mut found, project)?;
     }
@@ -310,9 +246,9 @@ fn requested_project(state: &AppState, params: &FormParams) -> Result<Option<Str
 
 fn agree(found: &mut Option<String>, project: &str) -> Result<(), OAuthError> {
     match found {
-        Some(existing) if existing != project => Err(OAuthError::InvalidTarget(
-            "`resource`, `audience` and `project_id` name different projects".into(),
-        )),
+        Some(existing) if existing != project => {
+            Err(OAuthError::InvalidTarget("`resource`, `audience` and `project_id` name different projects".into()))
+        }
         _ => {
             *found = Some(project.to_owned());
             Ok(())
@@ -322,20 +258,14 @@ fn agree(found: &mut Option<String>, project: &str) -> Result<(), OAuthError> {
 
 /// Without a project parameter, a client id that exists in exactly one project names it.
 async fn sole_project_of(state: &AppState, client_id: &str) -> Result<String, OAuthError> {
-    let projects = state
-        .store()
-        .projects_with_client(client_id)
-        .await
-        .map_err(|err| {
-            tracing::error!(error = %err, "client lookup failed");
-            OAuthError::ServerError("the authorization server failed to process the request".into())
-        })?;
+    let projects = state.store().projects_with_client(client_id).await.map_err(|err| {
+        tracing::error!(error = %err, "client lookup failed");
+        OAuthError::ServerError("the authorization server failed to process the request".into())
+    })?;
     match projects.as_slice() {
         [only] => Ok(only.clone()),
         [] => Err(OAuthError::client_authentication_failed()),
-        _ => Err(OAuthError::InvalidRequest(
-            "this client id exists in several projects: name one with `resource`".into(),
-        )),
+        _ => Err(OAuthError::InvalidRequest("this client id exists in several projects: name one with `resource`".into())),
     }
 }
 
@@ -344,8 +274,7 @@ fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, OA
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Ok(None);
     };
-    let malformed =
-        || OAuthError::InvalidRequest("the Authorization header is not valid HTTP Basic".into());
+    let malformed = || OAuthError::InvalidRequest("the Authorization header is not valid HTTP Basic".into());
     let value = value.to_str().map_err(|_| malformed())?;
     let Some((scheme, encoded)) = value.split_once(' ') else {
         return Err(malformed());
@@ -356,12 +285,8 @@ fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, OA
     let decoded = STANDARD.decode(encoded.trim()).map_err(|_| malformed())?;
     let decoded = String::from_utf8(decoded).map_err(|_| malformed())?;
     let (id, secret) = decoded.split_once(':').ok_or_else(malformed)?;
-    let unescape = |s: &str| {
-        percent_encoding::percent_decode_str(&s.replace('+', " "))
-            .decode_utf8()
-            .map(|c| c.into_owned())
-            .map_err(|_| malformed())
-    };
+    let unescape =
+        |s: &str| percent_encoding::percent_decode_str(&s.replace('+', " ")).decode_utf8().map(|c| c.into_owned()).map_err(|_| malformed());
     let (id, secret) = (unescape(id)?, unescape(secret)?);
     if id.is_empty() {
         return Err(malformed());
@@ -381,14 +306,8 @@ mod tests {
 
     #[test]
     fn basic_credentials_are_decoded() {
-        let headers = headers_with(
-            header::AUTHORIZATION,
-            &format!("Basic {}", STANDARD.encode("server:s%3Acret")),
-        );
-        assert_eq!(
-            basic_credentials(&headers).unwrap(),
-            Some(("server".into(), "s:cret".into()))
-        );
+        let headers = headers_with(header::AUTHORIZATION, &format!("Basic {}", STANDARD.encode("server:s%3Acret")));
+        assert_eq!(basic_credentials(&headers).unwrap(), Some(("server".into(), "s:cret".into())));
         assert!(basic_credentials(&headers_with(header::AUTHORIZATION, "Basic !!!")).is_err());
         assert!(basic_credentials(&HeaderMap::new()).unwrap().is_none());
     }
@@ -396,18 +315,9 @@ mod tests {
     #[test]
     fn repeated_form_parameters_are_refused() {
         let headers = headers_with(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
-        let err = FormParams::parse(
-            &headers,
-            Ok(Bytes::from_static(b"grant_type=a&grant_type=b")),
-        )
-        .err()
-        .unwrap();
+        let err = FormParams::parse(&headers, Ok(Bytes::from_static(b"grant_type=a&grant_type=b"))).err().unwrap();
         assert_eq!(err.code(), "invalid_request");
-        let ok = FormParams::parse(
-            &headers,
-            Ok(Bytes::from_static(b"grant_type=client_credentials&scope=")),
-        )
-        .unwrap();
+        let ok = FormParams::parse(&headers, Ok(Bytes::from_static(b"grant_type=client_credentials&scope="))).unwrap();
         assert_eq!(ok.get("grant_type"), Some("client_credentials"));
         assert_eq!(ok.get("scope"), None);
     }

@@ -10,25 +10,18 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use vitalis_core::page::{decode_page_token, encode_page_token, resolve_limit};
 use vitalis_core::timefmt::rfc3339_from_millis;
-use vitalis_core::user::{
-    self, CreateUserRequest, DataSync, ReplaceUserRequest, User, UserProfile,
-};
+use vitalis_core::user::{self, CreateUserRequest, DataSync, ReplaceUserRequest, User, UserProfile};
 use vitalis_store::UserRecord;
 
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::extract::{
-    ApiPath, ApiQuery, Authorized, JsonBody, Principal, UsersCreate, UsersDelete, UsersRead,
-    UsersUpdate,
-};
+use crate::extract::{ApiPath, ApiQuery, Authorized, JsonBody, Principal, UsersCreate, UsersDelete, UsersRead, UsersUpdate};
 use crate::state::AppState;
 
 /// Optimistic-concurrency retries for read-modify-write updates before answering 409.
 const UPDATE_ATTEMPTS: usize = 5;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(create_user, list_users))
-        .routes(routes!(get_user, patch_user, put_user, delete_user))
+    OpenApiRouter::new().routes(routes!(create_user, list_users)).routes(routes!(get_user, patch_user, put_user, delete_user))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -58,8 +51,7 @@ pub struct UserList {
 
 fn user_from_record(record: UserRecord) -> ApiResult<User> {
     let profile: UserProfile = serde_json::from_str(&record.profile).map_err(ApiError::internal)?;
-    let data_syncs: Vec<DataSync> =
-        serde_json::from_str(&record.data_syncs).map_err(ApiError::internal)?;
+    let data_syncs: Vec<DataSync> = serde_json::from_str(&record.data_syncs).map_err(ApiError::internal)?;
     Ok(User {
         id: record.id,
         profile,
@@ -75,11 +67,7 @@ fn profile_json(profile: &UserProfile) -> String {
 
 /// User principals reach only themselves; for anyone else the user does not exist.
 fn check_user_access(principal: &Principal, user_id: &str) -> ApiResult<()> {
-    if principal.may_access_user(user_id) {
-        Ok(())
-    } else {
-        Err(ApiError::NotFound("user"))
-    }
+    if principal.may_access_user(user_id) { Ok(()) } else { Err(ApiError::NotFound("user")) }
 }
 
 /// Create a user.
@@ -103,29 +91,17 @@ async fn create_user(
 ) -> ApiResult<impl IntoResponse> {
     let (user_id, profile) = user::parse_new_user(body)?;
     if principal.own_user_id().is_some() {
-        return Err(ApiError::Forbidden(
-            "user tokens cannot create users".into(),
-        ));
+        return Err(ApiError::Forbidden("user tokens cannot create users".into()));
     }
-    let record = state
-        .store()
-        .insert_user(principal.project_id(), &user_id, &profile_json(&profile))
-        .await
-        .map_err(|err| match err {
-            vitalis_store::StoreError::Conflict(_) => {
-                ApiError::Conflict(format!("a user with id `{user_id}` already exists"))
-            }
-            other => other.into(),
-        })?;
+    let record = state.store().insert_user(principal.project_id(), &user_id, &profile_json(&profile)).await.map_err(|err| match err {
+        vitalis_store::StoreError::Conflict(_) => ApiError::Conflict(format!("a user with id `{user_id}` already exists")),
+        other => other.into(),
+    })?;
     let mut headers = HeaderMap::new();
     if let Ok(location) = HeaderValue::from_str(&format!("/users/{}", record.id)) {
         headers.insert(header::LOCATION, location);
     }
-    Ok((
-        StatusCode::CREATED,
-        headers,
-        Json(user_from_record(record)?),
-    ))
+    Ok((StatusCode::CREATED, headers, Json(user_from_record(record)?)))
 }
 
 /// List users, ordered by id, with cursor pagination.
@@ -155,12 +131,7 @@ async fn list_users(
             .into_iter()
             .filter(|r| after.as_deref().is_none_or(|a| r.id.as_str() > a))
             .collect(),
-        None => {
-            state
-                .store()
-                .list_users(principal.project_id(), after.as_deref(), limit + 1)
-                .await?
-        }
+        None => state.store().list_users(principal.project_id(), after.as_deref(), limit + 1).await?,
     };
     let next_page = if records.len() > limit as usize {
         records.truncate(limit as usize);
@@ -168,18 +139,8 @@ async fn list_users(
     } else {
         None
     };
-    let users = records
-        .into_iter()
-        .map(user_from_record)
-        .collect::<ApiResult<Vec<_>>>()?;
-    Ok(Json(UserList {
-        users,
-        pagination: Pagination {
-            page: params.page,
-            limit,
-            next_page,
-        },
-    }))
+    let users = records.into_iter().map(user_from_record).collect::<ApiResult<Vec<_>>>()?;
+    Ok(Json(UserList { users, pagination: Pagination { page: params.page, limit, next_page } }))
 }
 
 /// Get one user.
@@ -199,11 +160,7 @@ async fn get_user(
     ApiPath(user_id): ApiPath<String>,
 ) -> ApiResult<Json<User>> {
     check_user_access(&principal, &user_id)?;
-    let record = state
-        .store()
-        .get_user(principal.project_id(), &user_id)
-        .await?
-        .ok_or(ApiError::NotFound("user"))?;
+    let record = state.store().get_user(principal.project_id(), &user_id).await?.ok_or(ApiError::NotFound("user"))?;
     Ok(Json(user_from_record(record)?))
 }
 
@@ -230,10 +187,7 @@ async fn patch_user(
     JsonBody(patch): JsonBody,
 ) -> ApiResult<Json<User>> {
     check_user_access(&principal, &user_id)?;
-    update_with_retry(&state, &principal, &user_id, |current| {
-        user::apply_merge_patch(&user_id, current, patch.clone())
-    })
-    .await
+    update_with_retry(&state, &principal, &user_id, |current| user::apply_merge_patch(&user_id, current, patch.clone())).await
 }
 
 /// Replace a user's profile; absent fields are cleared.
@@ -273,28 +227,14 @@ async fn update_with_retry(
 ) -> ApiResult<Json<User>> {
     let store = state.store();
     for _ in 0..UPDATE_ATTEMPTS {
-        let record = store
-            .get_user(principal.project_id(), user_id)
-            .await?
-            .ok_or(ApiError::NotFound("user"))?;
-        let current: UserProfile =
-            serde_json::from_str(&record.profile).map_err(ApiError::internal)?;
+        let record = store.get_user(principal.project_id(), user_id).await?.ok_or(ApiError::NotFound("user"))?;
+        let current: UserProfile = serde_json::from_str(&record.profile).map_err(ApiError::internal)?;
         let updated = next(&current)?;
-        if let Some(saved) = store
-            .update_user_profile(
-                principal.project_id(),
-                user_id,
-                record.version,
-                &profile_json(&updated),
-            )
-            .await?
-        {
+        if let Some(saved) = store.update_user_profile(principal.project_id(), user_id, record.version, &profile_json(&updated)).await? {
             return Ok(Json(user_from_record(saved)?));
         }
     }
-    Err(ApiError::Conflict(
-        "the user was changed concurrently; retry the request".into(),
-    ))
+    Err(ApiError::Conflict("the user was changed concurrently; retry the request".into()))
 }
 
 /// Delete a user.
@@ -314,11 +254,7 @@ async fn delete_user(
     ApiPath(user_id): ApiPath<String>,
 ) -> ApiResult<StatusCode> {
     check_user_access(&principal, &user_id)?;
-    if state
-        .store()
-        .delete_user(principal.project_id(), &user_id)
-        .await?
-    {
+    if state.store().delete_user(principal.project_id(), &user_id).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::NotFound("user"))

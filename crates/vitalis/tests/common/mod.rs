@@ -101,14 +101,18 @@ impl TestApp {
         let state = prepared.state.clone();
         let org = store.create_org("Test org").await.unwrap();
         let project = store.create_project(&org.id, "Test project").await.unwrap();
-        let client = create_client(&store, &project.id, ClientSpec {
-            client_id: Some("server".into()),
-            name: "test server".into(),
-            kind: ClientKind::Confidential,
-            allowed_scopes: None,
-            default_scopes: None,
-            allowed_grants: None,
-        })
+        let client = create_client(
+            &store,
+            &project.id,
+            ClientSpec {
+                client_id: Some("server".into()),
+                name: "test server".into(),
+                kind: ClientKind::Confidential,
+                allowed_scopes: None,
+                default_scopes: None,
+                allowed_grants: None,
+            },
+        )
         .await
         .unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -157,14 +161,18 @@ impl TestApp {
     /// Creates another project with its own confidential client; returns (project_id, secret).
     pub async fn second_project(&self) -> (String, String) {
         let project = self.store.create_project(&self.org_id, "Other project").await.unwrap();
-        let client = create_client(&self.store, &project.id, ClientSpec {
-            client_id: Some("server".into()),
-            name: "other".into(),
-            kind: ClientKind::Confidential,
-            allowed_scopes: None,
-            default_scopes: None,
-            allowed_grants: None,
-        })
+        let client = create_client(
+            &self.store,
+            &project.id,
+            ClientSpec {
+                client_id: Some("server".into()),
+                name: "other".into(),
+                kind: ClientKind::Confidential,
+                allowed_scopes: None,
+                default_scopes: None,
+                allowed_grants: None,
+            },
+        )
         .await
         .unwrap();
         (project.id, client.client_secret.unwrap())
