@@ -33,12 +33,15 @@ pub enum Gender {
 pub struct Thresholds {
     /// Functional threshold power, watts (0 < ftp <= 2000).
     #[serde(default)]
+    #[schema(exclusive_minimum = 0, maximum = 2000)]
     pub ftp: Option<f64>,
     /// Lactate threshold heart rate, beats per minute (30-250).
     #[serde(default)]
+    #[schema(minimum = 30, maximum = 250)]
     pub lthr: Option<f64>,
     /// Maximum heart rate, beats per minute (30-250).
     #[serde(default)]
+    #[schema(minimum = 30, maximum = 250)]
     pub mhr: Option<f64>,
 }
 
@@ -46,8 +49,10 @@ pub struct Thresholds {
 #[serde(deny_unknown_fields)]
 pub struct Location {
     /// Latitude in degrees, -90 to 90.
+    #[schema(minimum = -90, maximum = 90)]
     pub lat: f64,
     /// Longitude in degrees, -180 to 180.
+    #[schema(minimum = -180, maximum = 180)]
     pub lon: f64,
 }
 
@@ -63,17 +68,19 @@ pub struct CoachConfig {
 pub struct UserProfile {
     /// BCP 47 language tag, e.g. `en` or `de-CH`.
     #[serde(default)]
-    #[schema(example = "en")]
+    #[schema(example = "en", max_length = 35, pattern = r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*$")]
     pub language: Option<String>,
     /// Offset from UTC in seconds (-43200 to 50400).
     #[serde(default)]
-    #[schema(example = 3600)]
+    #[schema(example = 3600, minimum = -43200, maximum = 50400)]
     pub tz_offset: Option<i32>,
     /// Up to 100 characters.
     #[serde(default)]
+    #[schema(max_length = 100)]
     pub firstname: Option<String>,
     /// Up to 100 characters.
     #[serde(default)]
+    #[schema(max_length = 100)]
     pub lastname: Option<String>,
     /// `metric` unless set.
     #[serde(default)]
@@ -86,9 +93,11 @@ pub struct UserProfile {
     pub birthday: Option<String>,
     /// Height in centimetres (0 < height <= 300).
     #[serde(default)]
+    #[schema(exclusive_minimum = 0, maximum = 300)]
     pub height: Option<f64>,
     /// Weight in kilograms (0 < weight <= 700).
     #[serde(default)]
+    #[schema(exclusive_minimum = 0, maximum = 700)]
     pub weight: Option<f64>,
     #[serde(default)]
     pub thresholds: Option<Thresholds>,
@@ -108,38 +117,106 @@ pub struct DataSync {
     pub updated_at: String,
 }
 
-/// Body of `POST /users`: the id plus any profile field.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct CreateUserRequest {
-    /// Customer-supplied id, unique within the project: 1-128 characters of letters, digits
-    /// and `_ - . : @ |`, starting with a letter or digit.
-    #[schema(example = "user_123", pattern = r"^[A-Za-z0-9][A-Za-z0-9_.:@|-]{0,127}$")]
-    pub id: String,
-    #[serde(flatten)]
-    pub profile: UserProfile,
-}
+/// Body of `POST /users`: the id plus any profile field. Parsed by [`parse_new_user`];
+/// this type exists for the OpenAPI document.
+pub struct CreateUserRequest;
 
 /// Body of `PUT /users/{user_id}`: the whole profile; `id`, if present, must equal the path.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct ReplaceUserRequest {
-    #[schema(example = "user_123")]
-    pub id: Option<String>,
-    #[serde(flatten)]
-    pub profile: UserProfile,
-}
+pub struct ReplaceUserRequest;
 
-/// A user as the API returns it.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+/// A user as the API returns it: the id, every profile field, syncs and timestamps.
+#[derive(Debug, Clone, Serialize)]
 pub struct User {
-    #[schema(example = "user_123")]
     pub id: String,
     #[serde(flatten)]
     pub profile: UserProfile,
     pub data_syncs: Vec<DataSync>,
-    #[schema(format = DateTime)]
     pub created_at: String,
-    #[schema(format = DateTime)]
     pub updated_at: String,
+}
+
+// The request and response schemas are the profile's own object schema with `id` (and, for
+// responses, the server-set fields) added, not an `allOf`: the profile forbids unknown
+// properties, and an `allOf` of a closed schema with `id` would be unsatisfiable.
+mod schema {
+    use utoipa::openapi::schema::{ArrayBuilder, KnownFormat, ObjectBuilder, Schema, SchemaFormat, Type};
+    use utoipa::openapi::{Ref, RefOr};
+    use utoipa::{PartialSchema, ToSchema};
+
+    use super::{CreateUserRequest, DataSync, ReplaceUserRequest, User, UserProfile};
+
+    const ID_DESCRIPTION: &str = "Customer-supplied id, unique within the project: 1-128 characters of letters, digits and `_ - . : @ |`, starting with a letter or digit.";
+
+    fn id_schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .min_length(Some(1))
+            .max_length(Some(128))
+            .pattern(Some(r"^[A-Za-z0-9][A-Za-z0-9_.:@|-]{0,127}$"))
+            .description(Some(ID_DESCRIPTION))
+            .examples(["user_123"])
+            .into()
+    }
+
+    fn date_time() -> RefOr<Schema> {
+        ObjectBuilder::new().schema_type(Type::String).format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime))).into()
+    }
+
+    fn profile_with(extra: Vec<(&str, RefOr<Schema>, bool)>, closed: bool) -> RefOr<Schema> {
+        let RefOr::T(Schema::Object(mut object)) = UserProfile::schema() else { unreachable!("the profile is an inline object schema") };
+        for (name, schema, required) in extra {
+            object.properties.insert(name.to_owned(), schema);
+            if required {
+                object.required.push(name.to_owned());
+            }
+        }
+        if !closed {
+            object.additional_properties = None;
+        }
+        RefOr::T(Schema::Object(object))
+    }
+
+    fn profile_dependencies(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        <UserProfile as ToSchema>::schemas(schemas);
+    }
+
+    impl PartialSchema for CreateUserRequest {
+        fn schema() -> RefOr<Schema> {
+            profile_with(vec![("id", id_schema(), true)], true)
+        }
+    }
+    impl ToSchema for CreateUserRequest {
+        fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+            profile_dependencies(schemas);
+        }
+    }
+
+    impl PartialSchema for ReplaceUserRequest {
+        fn schema() -> RefOr<Schema> {
+            profile_with(vec![("id", id_schema(), false)], true)
+        }
+    }
+    impl ToSchema for ReplaceUserRequest {
+        fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+            profile_dependencies(schemas);
+        }
+    }
+
+    impl PartialSchema for User {
+        fn schema() -> RefOr<Schema> {
+            let syncs = ArrayBuilder::new().items(Ref::from_schema_name("DataSync")).into();
+            profile_with(
+                vec![("id", id_schema(), true), ("data_syncs", syncs, true), ("created_at", date_time(), true), ("updated_at", date_time(), true)],
+                false,
+            )
+        }
+    }
+    impl ToSchema for User {
+        fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+            profile_dependencies(schemas);
+            schemas.push((DataSync::name().into_owned(), DataSync::schema()));
+        }
+    }
 }
 
 /// Parses and validates a create body; returns the id and the profile to store.
