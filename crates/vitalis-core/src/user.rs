@@ -206,7 +206,12 @@ mod schema {
         fn schema() -> RefOr<Schema> {
             let syncs = ArrayBuilder::new().items(Ref::from_schema_name("DataSync")).into();
             profile_with(
-                vec![("id", id_schema(), true), ("data_syncs", syncs, true), ("created_at", date_time(), true), ("updated_at", date_time(), true)],
+                vec![
+                    ("id", id_schema(), true),
+                    ("data_syncs", syncs, true),
+                    ("created_at", date_time(), true),
+                    ("updated_at", date_time(), true),
+                ],
                 false,
             )
         }
