@@ -5,7 +5,7 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use utoipa::ToSchema;
+use utoipa::{IntoResponses, ToSchema};
 use vitalis_core::{FieldError, ValidationErrors};
 use vitalis_store::StoreError;
 
@@ -25,6 +25,34 @@ pub struct ErrorDetail {
     /// For `validation_failed`: every invalid field with its path.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub fields: Vec<FieldError>,
+}
+
+/// Documented answers of every bearer-authenticated route.
+#[derive(IntoResponses)]
+pub enum BearerErrors {
+    /// Missing, malformed, expired or otherwise invalid bearer token.
+    #[response(status = 401)]
+    Unauthorized(ErrorBody),
+    /// The token lacks the route's scope (`insufficient_scope`).
+    #[response(status = 403)]
+    Forbidden(ErrorBody),
+}
+
+/// Documented answers of every route that reads a JSON body.
+#[derive(IntoResponses)]
+pub enum JsonBodyErrors {
+    /// Malformed JSON, path or query.
+    #[response(status = 400)]
+    BadRequest(ErrorBody),
+    /// The body is over the size limit.
+    #[response(status = 413)]
+    PayloadTooLarge(ErrorBody),
+    /// The body is not JSON.
+    #[response(status = 415)]
+    UnsupportedMediaType(ErrorBody),
+    /// Invalid field values; `fields` names each.
+    #[response(status = 422)]
+    Invalid(ErrorBody),
 }
 
 #[derive(Debug, thiserror::Error)]

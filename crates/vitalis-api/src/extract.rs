@@ -3,6 +3,7 @@
 //! enforces a route's requirement in its signature.
 
 use std::marker::PhantomData;
+use std::sync::Arc;
 
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
@@ -83,7 +84,7 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath
 /// with no database access.
 #[derive(Debug, Clone)]
 pub struct Principal {
-    pub claims: AccessClaims,
+    pub claims: Arc<AccessClaims>,
     pub scopes: ScopeSet,
 }
 

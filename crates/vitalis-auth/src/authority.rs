@@ -2,11 +2,13 @@
 //! Issuing a client-credentials token reads the client (one indexed lookup) and signs;
 //! it writes nothing, so throughput is bounded by signing, not by the database.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Header, Validation};
+use sha2::{Digest, Sha256};
 use ulid::Ulid;
 use vitalis_core::ids::is_valid_project_id;
 use vitalis_core::scope::ScopeSet;
@@ -19,6 +21,10 @@ use crate::secrets::{hash_secret, verify_secret};
 use crate::tokens::{AccessClaims, PrincipalType, TokenError};
 
 pub const GRANT_CLIENT_CREDENTIALS: &str = "client_credentials";
+
+/// Tokens whose signature was verified, so a client sending the same bearer token on every
+/// request pays for Ed25519 verification once. Bounded: cleared when full (a few MB at most).
+const VERIFIED_CACHE_CAPACITY: usize = 10_000;
 
 /// Names and lifetimes; only `issuer` and `audience_prefix` differ between deployments.
 #[derive(Debug, Clone)]
@@ -45,6 +51,8 @@ pub struct Authority {
     keys: Arc<KeyRing>,
     config: AuthorityConfig,
     validation: Validation,
+    /// SHA-256 of the whole token (never the token itself) -> its verified claims.
+    verified: RwLock<HashMap<[u8; 32], Arc<AccessClaims>>>,
 }
 
 impl Authority {
@@ -56,7 +64,7 @@ impl Authority {
         // The audience depends on the project claim, so it is checked after decoding.
         validation.validate_aud = false;
         validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
-        Self { store, keys, config, validation }
+        Self { store, keys, config, validation, verified: RwLock::new(HashMap::new()) }
     }
 
     pub fn config(&self) -> &AuthorityConfig {
@@ -152,7 +160,32 @@ impl Authority {
 
     /// Verifies a bearer token: our algorithm only, a known `kid`, the signature, `exp` and
     /// `nbf` with leeway, our issuer, and `aud` matching the `project_id` claim.
-    pub async fn verify(&self, token: &str) -> Result<AccessClaims, TokenError> {
+    pub async fn verify(&self, token: &str) -> Result<Arc<AccessClaims>, TokenError> {
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let cached = self.verified.read().expect("verified-token cache lock").get(&digest).cloned();
+        if let Some(claims) = cached {
+            // The signature and issuer were checked when it was cached; time moves on.
+            let now = now_secs();
+            let leeway = self.config.leeway.as_secs() as i64;
+            if now > claims.exp + leeway {
+                self.verified.write().expect("verified-token cache lock").remove(&digest);
+                return Err(TokenError::Expired);
+            }
+            if claims.nbf > now + leeway {
+                return Err(TokenError::NotYetValid);
+            }
+            return Ok(claims);
+        }
+        let claims = Arc::new(self.verify_uncached(token).await?);
+        let mut verified = self.verified.write().expect("verified-token cache lock");
+        if verified.len() >= VERIFIED_CACHE_CAPACITY {
+            verified.clear();
+        }
+        verified.insert(digest, claims.clone());
+        Ok(claims)
+    }
+
+    async fn verify_uncached(&self, token: &str) -> Result<AccessClaims, TokenError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
         if header.alg != SIGNING_ALGORITHM {
             return Err(TokenError::UnsupportedAlgorithm);
@@ -196,6 +229,58 @@ pub fn resolve_scope(requested: Option<&str>, default_scopes: &str, allowed: &Sc
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::MasterKey;
+    use vitalis_store::StoreOptions;
+
+    async fn authority(leeway: Duration) -> Authority {
+        let store = Store::connect("sqlite::memory:", &StoreOptions { max_connections: 1, ..StoreOptions::default() }).await.unwrap();
+        store.migrate().await.unwrap();
+        let keys = Arc::new(KeyRing::load(store.clone(), MasterKey::generate(), Duration::from_secs(60)).await.unwrap());
+        let config = AuthorityConfig {
+            issuer: "https://issuer.test".into(),
+            audience_prefix: "urn:vitalis:project:".into(),
+            access_token_ttl: Duration::from_secs(900),
+            leeway,
+        };
+        Authority::new(store, keys, config)
+    }
+
+    fn claims(exp_in: i64) -> AccessClaims {
+        let now = now_secs();
+        AccessClaims {
+            iss: "https://issuer.test".into(),
+            aud: "urn:vitalis:project:proj_a".into(),
+            exp: now + exp_in,
+            iat: now,
+            nbf: now,
+            jti: "j".into(),
+            project_id: "proj_a".into(),
+            sub: "server".into(),
+            principal_type: PrincipalType::Client,
+            scope: "users:read".into(),
+            user_id: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn cached_verification_still_enforces_expiry() {
+        let authority = authority(Duration::ZERO).await;
+        let token = authority.sign(&claims(1)).unwrap();
+        assert_eq!(authority.verify(&token).await.unwrap().sub, "server");
+        assert_eq!(authority.verify(&token).await.unwrap().sub, "server", "served from the cache");
+        tokio::time::sleep(Duration::from_millis(2100)).await;
+        assert_eq!(authority.verify(&token).await.unwrap_err(), TokenError::Expired);
+    }
+
+    #[tokio::test]
+    async fn a_tampered_token_never_hits_the_cache_of_the_original() {
+        let authority = authority(Duration::from_secs(30)).await;
+        let token = authority.sign(&claims(600)).unwrap();
+        authority.verify(&token).await.unwrap();
+        let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
+        parts[1].insert(5, 'A');
+        assert!(authority.verify(&parts.join(".")).await.is_err());
+    }
 
     #[test]
     fn scope_resolution() {

@@ -13,7 +13,7 @@ use vitalis_core::timefmt::rfc3339_from_millis;
 use vitalis_core::user::{self, CreateUserRequest, DataSync, ReplaceUserRequest, User, UserProfile};
 use vitalis_store::UserRecord;
 
-use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::error::{ApiError, ApiResult, BearerErrors, ErrorBody, JsonBodyErrors};
 use crate::extract::{ApiPath, ApiQuery, Authorized, JsonBody, Principal, UsersCreate, UsersDelete, UsersRead, UsersUpdate};
 use crate::state::AppState;
 
@@ -76,13 +76,8 @@ fn check_user_access(principal: &Principal, user_id: &str) -> ApiResult<()> {
     security(("bearer" = ["users:create"])),
     responses(
         (status = 201, description = "Created", body = User, headers(("Location" = String, description = "URL of the new user"))),
-        (status = 400, description = "Malformed JSON", body = ErrorBody),
-        (status = 401, description = "Missing or invalid token", body = ErrorBody),
-        (status = 403, description = "Missing scope `users:create`", body = ErrorBody),
         (status = 409, description = "A user with this id exists in the project", body = ErrorBody),
-        (status = 413, description = "Body too large", body = ErrorBody),
-        (status = 415, description = "Body is not JSON", body = ErrorBody),
-        (status = 422, description = "Invalid field values", body = ErrorBody),
+        BearerErrors, JsonBodyErrors,
     ))]
 async fn create_user(
     State(state): State<AppState>,
@@ -111,9 +106,8 @@ async fn create_user(
     responses(
         (status = 200, description = "A page of users", body = UserList),
         (status = 400, description = "Malformed query string", body = ErrorBody),
-        (status = 401, description = "Missing or invalid token", body = ErrorBody),
-        (status = 403, description = "Missing scope `users:read`", body = ErrorBody),
         (status = 422, description = "Invalid `limit` or `page`", body = ErrorBody),
+        BearerErrors,
     ))]
 async fn list_users(
     State(state): State<AppState>,
@@ -150,9 +144,8 @@ async fn list_users(
     responses(
         (status = 200, description = "The user", body = User),
         (status = 400, description = "Malformed path", body = ErrorBody),
-        (status = 401, description = "Missing or invalid token", body = ErrorBody),
-        (status = 403, description = "Missing scope `users:read`", body = ErrorBody),
         (status = 404, description = "No such user in this project", body = ErrorBody),
+        BearerErrors,
     ))]
 async fn get_user(
     State(state): State<AppState>,
@@ -171,14 +164,9 @@ async fn get_user(
     security(("bearer" = ["users:update"])),
     responses(
         (status = 200, description = "The updated user", body = User),
-        (status = 400, description = "Malformed JSON or path", body = ErrorBody),
-        (status = 401, description = "Missing or invalid token", body = ErrorBody),
-        (status = 403, description = "Missing scope `users:update`", body = ErrorBody),
         (status = 404, description = "No such user in this project", body = ErrorBody),
         (status = 409, description = "Concurrent updates kept conflicting; retry", body = ErrorBody),
-        (status = 413, description = "Body too large", body = ErrorBody),
-        (status = 415, description = "Body is not JSON", body = ErrorBody),
-        (status = 422, description = "Invalid field values", body = ErrorBody),
+        BearerErrors, JsonBodyErrors,
     ))]
 async fn patch_user(
     State(state): State<AppState>,
@@ -197,14 +185,9 @@ async fn patch_user(
     security(("bearer" = ["users:update"])),
     responses(
         (status = 200, description = "The replaced user", body = User),
-        (status = 400, description = "Malformed JSON or path", body = ErrorBody),
-        (status = 401, description = "Missing or invalid token", body = ErrorBody),
-        (status = 403, description = "Missing scope `users:update`", body = ErrorBody),
         (status = 404, description = "No such user in this project", body = ErrorBody),
         (status = 409, description = "Concurrent updates kept conflicting; retry", body = ErrorBody),
-        (status = 413, description = "Body too large", body = ErrorBody),
-        (status = 415, description = "Body is not JSON", body = ErrorBody),
-        (status = 422, description = "Invalid field values", body = ErrorBody),
+        BearerErrors, JsonBodyErrors,
     ))]
 async fn put_user(
     State(state): State<AppState>,
@@ -244,9 +227,8 @@ async fn update_with_retry(
     responses(
         (status = 204, description = "Deleted"),
         (status = 400, description = "Malformed path", body = ErrorBody),
-        (status = 401, description = "Missing or invalid token", body = ErrorBody),
-        (status = 403, description = "Missing scope `users:delete`", body = ErrorBody),
         (status = 404, description = "No such user in this project", body = ErrorBody),
+        BearerErrors,
     ))]
 async fn delete_user(
     State(state): State<AppState>,
