@@ -52,6 +52,17 @@ pub fn body_rejection(rejection: BytesRejection) -> ApiError {
     }
 }
 
+/// The TCP peer's address, when the server was started with connect info.
+pub struct PeerAddr(pub Option<std::net::IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for PeerAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(PeerAddr(parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip())))
+    }
+}
+
 /// Query string parameters; a parse failure is a 400 in the JSON shape.
 pub struct ApiQuery<T>(pub T);
 
@@ -86,6 +97,8 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath
 pub struct Principal {
     pub claims: Arc<AccessClaims>,
     pub scopes: ScopeSet,
+    /// Set when a server token carried a valid `x-jwt` assertion: the user it acts as.
+    pub acting_user: Option<String>,
 }
 
 impl Principal {
@@ -98,7 +111,7 @@ impl Principal {
     pub fn own_user_id(&self) -> Option<&str> {
         match self.claims.principal_type {
             PrincipalType::User => self.claims.user_id.as_deref(),
-            PrincipalType::Client => None,
+            PrincipalType::Client => self.acting_user.as_deref(),
         }
     }
 
@@ -131,7 +144,25 @@ impl FromRequestParts<AppState> for Principal {
             ApiError::Unauthorized(err.to_string())
         })?;
         let scopes = ScopeSet::parse(&claims.scope).map_err(|_| ApiError::Unauthorized("the token's scope claim is malformed".into()))?;
-        Ok(Principal { claims, scopes })
+        let Some(assertion) = parts.headers.get("x-jwt") else { return Ok(Principal { claims, scopes, acting_user: None }) };
+        // A server token plus a per-user assertion acts as that user, with the token's
+        // scopes narrowed to what a user may do with its own data.
+        if claims.principal_type != PrincipalType::Client {
+            return Err(ApiError::Unauthorized("x-jwt can only accompany a server (client) token".into()));
+        }
+        let assertion = assertion.to_str().map_err(|_| ApiError::Unauthorized("the x-jwt header is malformed".into()))?;
+        let authority = state.authority();
+        let user_id = vitalis_auth::assertions::verify_assertion(
+            state.store(),
+            authority.master(),
+            &authority.config().assertions,
+            &claims.project_id,
+            assertion,
+        )
+        .await
+        .map_err(|err| ApiError::Unauthorized(err.to_string()))?;
+        let scopes = scopes.intersection(&ScopeSet::user_grantable());
+        Ok(Principal { claims, scopes, acting_user: Some(user_id) })
     }
 }
 
@@ -155,6 +186,17 @@ required_scopes! {
     UsersCreate => scope::USERS_CREATE,
     UsersUpdate => scope::USERS_UPDATE,
     UsersDelete => scope::USERS_DELETE,
+    UserKeysRead => scope::USER_KEYS_READ,
+    UserKeysCreate => scope::USER_KEYS_CREATE,
+    UserKeysRevoke => scope::USER_KEYS_REVOKE,
+    ClientsRead => scope::CLIENTS_READ,
+    ClientsCreate => scope::CLIENTS_CREATE,
+    ClientsUpdate => scope::CLIENTS_UPDATE,
+    ClientsRevoke => scope::CLIENTS_REVOKE,
+    IdpsRead => scope::IDPS_READ,
+    IdpsCreate => scope::IDPS_CREATE,
+    IdpsUpdate => scope::IDPS_UPDATE,
+    IdpsRevoke => scope::IDPS_REVOKE,
 }
 
 /// A principal holding scope `S`; 403 `insufficient_scope` otherwise.

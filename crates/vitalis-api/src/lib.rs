@@ -4,6 +4,7 @@
 
 pub mod error;
 pub mod extract;
+pub mod limits;
 pub mod routes;
 pub mod state;
 pub mod telemetry;
@@ -37,6 +38,8 @@ pub use state::{AppState, HttpSettings};
     tags(
         (name = "auth", description = "Project-scoped OAuth 2.0 token endpoints"),
         (name = "users", description = "Users, with customer-supplied ids"),
+        (name = "user-keys", description = "Per-user secret keys and x-jwt assertions"),
+        (name = "admin", description = "OAuth clients and trusted identity providers of a project"),
         (name = "discovery", description = "JWKS and authorization server metadata"),
         (name = "operations", description = "Health, readiness and metrics"),
     )
@@ -60,6 +63,8 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(routes::oauth::router())
         .merge(routes::discovery::router())
         .merge(routes::users::router())
+        .merge(routes::user_keys::router())
+        .merge(routes::admin::router())
         .merge(routes::health::router())
 }
 
@@ -70,6 +75,8 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 
 /// The whole application: routes, `/openapi.json`, `/docs` and the middleware stack.
 pub fn app(state: AppState) -> Router {
+    // Install the metrics recorder before the first request records anything.
+    telemetry::prometheus();
     let (routes, openapi) = api_routes().split_for_parts();
     let http = state.http().clone();
     let request_id = HeaderName::from_static("x-request-id");

@@ -7,6 +7,8 @@ use std::time::Duration;
 use vitalis_auth::Authority;
 use vitalis_store::Store;
 
+use crate::limits::{LimitSettings, TokenEndpointLimits};
+
 /// HTTP-level settings taken from the configuration.
 #[derive(Debug, Clone)]
 pub struct HttpSettings {
@@ -15,11 +17,20 @@ pub struct HttpSettings {
     pub request_timeout: Duration,
     /// Largest accepted request body, in bytes.
     pub body_limit: usize,
+    /// Take the client address from `X-Forwarded-For` (only behind a trusted proxy).
+    pub trust_forwarded_for: bool,
+    pub limits: LimitSettings,
 }
 
 impl Default for HttpSettings {
     fn default() -> Self {
-        Self { cors_allowed_origins: Vec::new(), request_timeout: Duration::from_secs(30), body_limit: 1024 * 1024 }
+        Self {
+            cors_allowed_origins: Vec::new(),
+            request_timeout: Duration::from_secs(30),
+            body_limit: 1024 * 1024,
+            trust_forwarded_for: false,
+            limits: LimitSettings::default(),
+        }
     }
 }
 
@@ -27,6 +38,7 @@ struct Inner {
     store: Store,
     authority: Arc<Authority>,
     http: HttpSettings,
+    limits: TokenEndpointLimits,
 }
 
 #[derive(Clone)]
@@ -34,7 +46,8 @@ pub struct AppState(Arc<Inner>);
 
 impl AppState {
     pub fn new(store: Store, authority: Arc<Authority>, http: HttpSettings) -> Self {
-        Self(Arc::new(Inner { store, authority, http }))
+        let limits = TokenEndpointLimits::new(http.limits);
+        Self(Arc::new(Inner { store, authority, http, limits }))
     }
 
     pub fn store(&self) -> &Store {
@@ -47,5 +60,9 @@ impl AppState {
 
     pub fn http(&self) -> &HttpSettings {
         &self.0.http
+    }
+
+    pub fn limits(&self) -> &TokenEndpointLimits {
+        &self.0.limits
     }
 }

@@ -4,14 +4,18 @@
 //! layer stays a thin translation and the rules are unit-testable.
 
 pub mod admin;
+pub mod assertions;
 pub mod authority;
 pub mod error;
+pub mod idp;
 pub mod keyring;
 pub mod master_key;
+pub mod refresh;
+pub mod revocation;
 pub mod secrets;
 pub mod tokens;
 
-pub use authority::{Authority, AuthorityConfig, IssuedToken};
+pub use authority::{Authority, AuthorityConfig, Introspection, IssuedToken, IssuedUserTokens};
 pub use error::OAuthError;
 pub use keyring::KeyRing;
 pub use master_key::MasterKey;

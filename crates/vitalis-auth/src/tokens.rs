@@ -53,4 +53,6 @@ pub enum TokenError {
     WrongAudience,
     #[error("the token's claims are invalid")]
     BadClaims,
+    #[error("the token has been revoked")]
+    Revoked,
 }

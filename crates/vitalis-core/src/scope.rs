@@ -6,12 +6,43 @@ use std::fmt;
 
 /// Every scope this server understands. A client can only be granted scopes from this list,
 /// so a typo in an admin command is caught instead of silently granting nothing.
-pub const KNOWN_SCOPES: &[&str] = &["users:read", "users:create", "users:update", "users:delete"];
+pub const KNOWN_SCOPES: &[&str] = &[
+    "users:read",
+    "users:create",
+    "users:update",
+    "users:delete",
+    "user_keys:read",
+    "user_keys:create",
+    "user_keys:revoke",
+    "admin.oauth_clients:read",
+    "admin.oauth_clients:create",
+    "admin.oauth_clients:update",
+    "admin.oauth_clients:revoke",
+    "admin.identity_providers:read",
+    "admin.identity_providers:create",
+    "admin.identity_providers:update",
+    "admin.identity_providers:revoke",
+];
+
+/// Scopes an end user's token may carry: its own data only, never creation of other users,
+/// keys or administration.
+pub const USER_GRANTABLE_SCOPES: &[&str] = &["users:read", "users:update", "users:delete"];
 
 pub const USERS_READ: &str = "users:read";
 pub const USERS_CREATE: &str = "users:create";
 pub const USERS_UPDATE: &str = "users:update";
 pub const USERS_DELETE: &str = "users:delete";
+pub const USER_KEYS_READ: &str = "user_keys:read";
+pub const USER_KEYS_CREATE: &str = "user_keys:create";
+pub const USER_KEYS_REVOKE: &str = "user_keys:revoke";
+pub const CLIENTS_READ: &str = "admin.oauth_clients:read";
+pub const CLIENTS_CREATE: &str = "admin.oauth_clients:create";
+pub const CLIENTS_UPDATE: &str = "admin.oauth_clients:update";
+pub const CLIENTS_REVOKE: &str = "admin.oauth_clients:revoke";
+pub const IDPS_READ: &str = "admin.identity_providers:read";
+pub const IDPS_CREATE: &str = "admin.identity_providers:create";
+pub const IDPS_UPDATE: &str = "admin.identity_providers:update";
+pub const IDPS_REVOKE: &str = "admin.identity_providers:revoke";
 
 /// Why a scope string was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -65,6 +96,16 @@ impl ScopeSet {
     /// All scopes this server knows.
     pub fn all_known() -> Self {
         Self(KNOWN_SCOPES.iter().map(|s| (*s).to_owned()).collect())
+    }
+
+    /// Scopes an end user's token may carry.
+    pub fn user_grantable() -> Self {
+        Self(USER_GRANTABLE_SCOPES.iter().map(|s| (*s).to_owned()).collect())
+    }
+
+    /// The scopes in both sets.
+    pub fn intersection(&self, other: &ScopeSet) -> ScopeSet {
+        Self(self.0.intersection(&other.0).cloned().collect())
     }
 
     pub fn contains(&self, scope: &str) -> bool {

@@ -3,6 +3,8 @@
 
 use vitalis_core::timefmt::now_millis;
 
+use crate::refresh::{in_write_tx, revoke_family_in};
+use crate::revocations::{RevocationKind, UPSERT_REVOCATION};
 use crate::{Store, StoreError, StoreResult, with_pool};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,13 +113,42 @@ impl Store {
         if done == 0 { Err(StoreError::NotFound("client")) } else { Ok(()) }
     }
 
-    /// Marks the client revoked; it can no longer obtain tokens.
-    pub async fn revoke_client(&self, project_id: &str, client_id: &str) -> StoreResult<()> {
+    /// Marks the client revoked (it can no longer obtain tokens), revokes the refresh-token
+    /// families issued through it with their access tokens, and records that tokens it
+    /// obtained earlier are void until `revoke_until`; all in one transaction.
+    pub async fn revoke_client(&self, project_id: &str, client_id: &str, revoke_until: i64) -> StoreResult<()> {
         let now = now_millis();
+        let revoked = in_write_tx!(self, conn => {
+            let revoked = sqlx::query("UPDATE oauth_clients SET revoked_at = $3, updated_at = $3 WHERE project_id = $1 AND client_id = $2 AND revoked_at IS NULL")
+                .bind(project_id).bind(client_id).bind(now).execute(&mut *conn).await?.rows_affected() > 0;
+            if revoked {
+                let families: Vec<String> = sqlx::query_scalar("SELECT id FROM refresh_families WHERE project_id = $1 AND client_id = $2 AND revoked_at IS NULL")
+                    .bind(project_id).bind(client_id).fetch_all(&mut *conn).await?;
+                for family in &families {
+                    revoke_family_in!(conn, family, project_id, now);
+                }
+                sqlx::query(UPSERT_REVOCATION).bind(RevocationKind::Client.as_str()).bind(project_id).bind(client_id).bind(now).bind(revoke_until)
+                    .execute(&mut *conn).await?;
+            }
+            revoked
+        });
+        if revoked { Ok(()) } else { Err(StoreError::NotFound("client")) }
+    }
+
+    /// Replaces a client's name, scopes and grants.
+    pub async fn update_client(
+        &self,
+        project_id: &str,
+        client_id: &str,
+        name: &str,
+        allowed_scopes: &str,
+        default_scopes: &str,
+        allowed_grants: &str,
+    ) -> StoreResult<()> {
         let done = with_pool!(self, pool => sqlx::query(
-            "UPDATE oauth_clients SET revoked_at = $3, updated_at = $3
-             WHERE project_id = $1 AND client_id = $2 AND revoked_at IS NULL")
-            .bind(project_id).bind(client_id).bind(now)
+            "UPDATE oauth_clients SET name = $3, allowed_scopes = $4, default_scopes = $5, allowed_grants = $6, updated_at = $7
+             WHERE project_id = $1 AND client_id = $2")
+            .bind(project_id).bind(client_id).bind(name).bind(allowed_scopes).bind(default_scopes).bind(allowed_grants).bind(now_millis())
             .execute(pool).await.map(|done| done.rows_affected()))?;
         if done == 0 { Err(StoreError::NotFound("client")) } else { Ok(()) }
     }

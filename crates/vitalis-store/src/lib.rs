@@ -6,8 +6,12 @@
 //! reach across projects by forgetting a filter.
 
 mod clients;
+mod idps;
 mod keys;
 mod projects;
+mod refresh;
+mod revocations;
+mod user_keys;
 mod users;
 
 use std::str::FromStr;
@@ -18,8 +22,12 @@ use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
 pub use clients::{ClientKind, ClientRecord, NewClient};
+pub use idps::IdentityProviderRecord;
 pub use keys::SigningKeyRecord;
 pub use projects::{OrgRecord, ProjectRecord};
+pub use refresh::{AccessTokenRef, RefreshFamilyRecord, RefreshOp, RefreshOutcome, RefreshTokenState};
+pub use revocations::{RevocationKind, RevocationRecord};
+pub use user_keys::UserKeyRecord;
 pub use users::UserRecord;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");

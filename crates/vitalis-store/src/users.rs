@@ -3,6 +3,8 @@
 
 use vitalis_core::timefmt::now_millis;
 
+use crate::refresh::{in_write_tx, revoke_family_in};
+use crate::revocations::{RevocationKind, UPSERT_REVOCATION};
 use crate::{Store, StoreError, StoreResult, with_pool};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -68,10 +70,24 @@ impl Store {
             .fetch_optional(pool).await)?)
     }
 
-    /// Deletes a user; `false` when there was none.
-    pub async fn delete_user(&self, project_id: &str, user_id: &str) -> StoreResult<bool> {
-        let done = with_pool!(self, pool => sqlx::query("DELETE FROM users WHERE project_id = $1 AND id = $2")
-            .bind(project_id).bind(user_id).execute(pool).await.map(|done| done.rows_affected()))?;
-        Ok(done > 0)
+    /// Deletes a user (and its assertion keys), revokes its refresh-token families and
+    /// their access tokens, and records that its earlier tokens are void until
+    /// `revoke_until`; all in one transaction. `false` when there was no such user.
+    pub async fn delete_user(&self, project_id: &str, user_id: &str, revoke_until: i64) -> StoreResult<bool> {
+        let now = now_millis();
+        Ok(in_write_tx!(self, conn => {
+            let deleted = sqlx::query("DELETE FROM users WHERE project_id = $1 AND id = $2")
+                .bind(project_id).bind(user_id).execute(&mut *conn).await?.rows_affected() > 0;
+            if deleted {
+                let families: Vec<String> = sqlx::query_scalar("SELECT id FROM refresh_families WHERE project_id = $1 AND user_id = $2 AND revoked_at IS NULL")
+                    .bind(project_id).bind(user_id).fetch_all(&mut *conn).await?;
+                for family in &families {
+                    revoke_family_in!(conn, family, project_id, now);
+                }
+                sqlx::query(UPSERT_REVOCATION).bind(RevocationKind::User.as_str()).bind(project_id).bind(user_id).bind(now).bind(revoke_until)
+                    .execute(&mut *conn).await?;
+            }
+            deleted
+        }))
     }
 }

@@ -2,7 +2,6 @@
 //! with `--json` so scripts can drive them.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
@@ -43,6 +42,58 @@ pub enum Command {
     /// Manage token signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Manage trusted upstream identity providers (for token exchange).
+    #[command(subcommand)]
+    Idp(IdpCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IdpCommand {
+    /// Trust an OIDC provider's ID tokens for a project.
+    Add {
+        #[arg(long)]
+        project: String,
+        /// Your name for the provider, e.g. `google`.
+        #[arg(long = "id")]
+        idp_id: String,
+        /// The `iss` its ID tokens carry.
+        #[arg(long)]
+        issuer: String,
+        #[arg(long, conflicts_with = "discovery_url")]
+        jwks_url: Option<String>,
+        #[arg(long)]
+        discovery_url: Option<String>,
+        /// Accepted `aud` value (repeatable).
+        #[arg(long = "audience", required = true)]
+        audiences: Vec<String>,
+        /// The claim that identifies the user (default `sub`).
+        #[arg(long)]
+        user_id_claim: Option<String>,
+        /// Prepended to the claim value to form the user id.
+        #[arg(long)]
+        user_id_prefix: Option<String>,
+        /// Create unknown users on their first exchange.
+        #[arg(long)]
+        create_users: bool,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// List a project's identity providers.
+    List {
+        #[arg(long)]
+        project: String,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// Stop trusting a provider.
+    Remove {
+        #[arg(long)]
+        project: String,
+        #[arg(long = "id")]
+        idp_id: String,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -170,7 +221,11 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Project(command) => with_store(&config, |store| project_command(store, command)).await,
-        Command::Client(command) => with_store(&config, |store| client_command(store, command)).await,
+        Command::Client(command) => {
+            let horizon_ms = (config.access_token_ttl_secs + config.token_leeway_secs) as i64 * 1000;
+            with_store(&config, |store| client_command(store, command, horizon_ms)).await
+        }
+        Command::Idp(command) => with_store(&config, |store| idp_command(store, command)).await,
         Command::Keys(KeysCommand::Rotate { out }) => {
             let store = server::open_store(&config).await?;
             let master = server::resolve_master_key(&config)?;
@@ -201,7 +256,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let address = listener.local_addr()?;
     println!("listening on http://{address} (database: {}, docs: http://{address}/docs)", prepared.store.backend_name());
     tracing::info!(%address, database = prepared.store.backend_name(), "vitalis serving");
-    server::serve(prepared, listener, Duration::from_secs(config.key_reload_secs), server::shutdown_signal()).await
+    server::serve(prepared, listener, server::shutdown_signal()).await
 }
 
 async fn with_store<F, Fut>(config: &Config, f: F) -> anyhow::Result<()>
@@ -254,7 +309,7 @@ fn client_json(client: &ClientRecord) -> serde_json::Value {
     })
 }
 
-async fn client_command(store: Store, command: ClientCommand) -> anyhow::Result<()> {
+async fn client_command(store: Store, command: ClientCommand, horizon_ms: i64) -> anyhow::Result<()> {
     match command {
         ClientCommand::Create { project, client_id, name, public, scopes, default_scopes, grants, out } => {
             let kind = if public { ClientKind::Public } else { ClientKind::Confidential };
@@ -288,8 +343,65 @@ async fn client_command(store: Store, command: ClientCommand) -> anyhow::Result<
             });
         }
         ClientCommand::Revoke { project, client_id, out } => {
-            store.revoke_client(&project, &client_id).await?;
+            // Tokens it already holds stop working on every node within revocation_reload_secs.
+            store.revoke_client(&project, &client_id, vitalis_core::timefmt::now_millis() + horizon_ms).await?;
             emit(&out, json!({"client_id": client_id, "revoked": true}), || format!("client {client_id} revoked"));
+        }
+    }
+    Ok(())
+}
+
+fn idp_json(idp: &vitalis_store::IdentityProviderRecord) -> serde_json::Value {
+    json!({
+        "id": idp.id, "issuer": idp.issuer, "jwks_url": idp.jwks_url, "discovery_url": idp.discovery_url,
+        "audiences": idp.audiences.split(' ').collect::<Vec<_>>(), "user_id_claim": idp.user_id_claim,
+        "user_id_prefix": idp.user_id_prefix, "create_users": idp.create_users,
+    })
+}
+
+async fn idp_command(store: Store, command: IdpCommand) -> anyhow::Result<()> {
+    match command {
+        IdpCommand::Add {
+            project,
+            idp_id,
+            issuer,
+            jwks_url,
+            discovery_url,
+            audiences,
+            user_id_claim,
+            user_id_prefix,
+            create_users,
+            out,
+        } => {
+            let spec = vitalis_auth::admin::IdentityProviderSpec {
+                id: idp_id,
+                issuer,
+                jwks_url,
+                discovery_url,
+                audiences,
+                user_id_claim,
+                user_id_prefix,
+                create_users,
+            };
+            let record = vitalis_auth::admin::identity_provider_record(&project, spec)?;
+            store.insert_identity_provider(&record).await?;
+            emit(&out, idp_json(&record), || format!("identity provider {} added (issuer {})", record.id, record.issuer));
+        }
+        IdpCommand::List { project, out } => {
+            let list = store.list_identity_providers(&project).await?;
+            emit(&out, json!(list.iter().map(idp_json).collect::<Vec<_>>()), || {
+                let mut text = format!("{:<20} {:<40} AUDIENCES", "ID", "ISSUER");
+                for idp in &list {
+                    text.push_str(&format!("\n{:<20} {:<40} {}", idp.id, idp.issuer, idp.audiences));
+                }
+                text
+            });
+        }
+        IdpCommand::Remove { project, idp_id, out } => {
+            if !store.delete_identity_provider(&project, &idp_id).await? {
+                anyhow::bail!("no identity provider {idp_id} in project {project}");
+            }
+            emit(&out, json!({"id": idp_id, "removed": true}), || format!("identity provider {idp_id} removed"));
         }
     }
     Ok(())

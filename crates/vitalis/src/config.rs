@@ -36,6 +36,32 @@ pub struct Config {
     pub body_limit_bytes: usize,
     /// How often each node re-reads signing keys (picks up rotations made elsewhere).
     pub key_reload_secs: u64,
+    /// A refresh token unused this long expires (each rotation restarts the clock).
+    pub refresh_token_idle_ttl_secs: u64,
+    /// A login (refresh-token family) ends this long after the exchange.
+    pub refresh_token_absolute_ttl_secs: u64,
+    /// Replaying the previous refresh token within this many seconds is refused without
+    /// revoking the family (a client retry racing its own rotation); at most 10.
+    pub refresh_token_reuse_grace_secs: u64,
+    /// How often upstream identity providers' JWKS are re-fetched in the background.
+    pub idp_jwks_refresh_secs: u64,
+    /// An unknown upstream `kid` triggers a re-fetch at most this often.
+    pub idp_jwks_min_refetch_secs: u64,
+    /// How often each node re-reads revocations made by other nodes.
+    pub revocation_reload_secs: u64,
+    /// `iss` and `aud` that `x-jwt` assertions must carry.
+    pub assertion_issuer: String,
+    pub assertion_audience: String,
+    /// The longest `exp - iat` accepted for an `x-jwt` assertion.
+    pub assertion_max_lifetime_secs: u64,
+    /// Failed client authentications per minute allowed per address and per client before
+    /// the token endpoints answer 429 (0 disables).
+    pub auth_failures_per_minute: u32,
+    /// Token endpoint requests per second per address / per client (0: unlimited).
+    pub token_requests_per_second_per_ip: u32,
+    pub token_requests_per_second_per_client: u32,
+    /// Take client addresses from `X-Forwarded-For` (only behind a trusted proxy).
+    pub trust_forwarded_for: bool,
     /// `text` or `json`.
     pub log_format: String,
     /// A tracing filter such as `info` or `vitalis=debug,info`.
@@ -59,6 +85,19 @@ impl Default for Config {
             request_timeout_secs: 30,
             body_limit_bytes: 1024 * 1024,
             key_reload_secs: 60,
+            refresh_token_idle_ttl_secs: 30 * 86_400,
+            refresh_token_absolute_ttl_secs: 90 * 86_400,
+            refresh_token_reuse_grace_secs: 2,
+            idp_jwks_refresh_secs: 300,
+            idp_jwks_min_refetch_secs: 30,
+            revocation_reload_secs: 2,
+            assertion_issuer: "vitalis".into(),
+            assertion_audience: "vitalis".into(),
+            assertion_max_lifetime_secs: 3600,
+            auth_failures_per_minute: 20,
+            token_requests_per_second_per_ip: 0,
+            token_requests_per_second_per_client: 0,
+            trust_forwarded_for: false,
             log_format: "text".into(),
             log_level: "info".into(),
         }
@@ -100,6 +139,21 @@ impl Config {
             && !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://"))
         {
             return Err(ConfigError("database_url: must start with sqlite: or postgres://".into()));
+        }
+        if self.refresh_token_reuse_grace_secs > 10 {
+            return Err(ConfigError("refresh_token_reuse_grace_secs: must be at most 10".into()));
+        }
+        if self.refresh_token_idle_ttl_secs == 0
+            || self.refresh_token_absolute_ttl_secs < self.refresh_token_idle_ttl_secs.min(self.refresh_token_absolute_ttl_secs)
+            || self.refresh_token_absolute_ttl_secs == 0
+        {
+            return Err(ConfigError("refresh_token_idle_ttl_secs and refresh_token_absolute_ttl_secs: must be positive".into()));
+        }
+        if self.assertion_max_lifetime_secs == 0 || self.assertion_max_lifetime_secs > 86_400 {
+            return Err(ConfigError("assertion_max_lifetime_secs: must be between 1 and 86400".into()));
+        }
+        if self.idp_jwks_refresh_secs == 0 || self.revocation_reload_secs == 0 || self.key_reload_secs == 0 {
+            return Err(ConfigError("idp_jwks_refresh_secs, revocation_reload_secs and key_reload_secs: must be positive".into()));
         }
         if self.body_limit_bytes < 1024 {
             return Err(ConfigError("body_limit_bytes: must be at least 1024".into()));

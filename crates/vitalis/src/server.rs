@@ -7,8 +7,10 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use tokio::net::TcpListener;
+use vitalis_api::limits::LimitSettings;
 use vitalis_api::{AppState, HttpSettings};
 use vitalis_auth::admin::{DemoTenant, bootstrap_demo_tenant};
+use vitalis_auth::assertions::AssertionConfig;
 use vitalis_auth::{Authority, AuthorityConfig, KeyRing, MasterKey};
 use vitalis_store::{Store, StoreOptions};
 
@@ -62,8 +64,21 @@ pub struct Prepared {
     pub state: AppState,
     pub store: Store,
     pub keys: Arc<KeyRing>,
+    pub authority: Arc<Authority>,
     /// Set on the first `--dev` start only.
     pub demo: Option<DemoTenant>,
+    pub intervals: Intervals,
+}
+
+/// How often background tasks run.
+#[derive(Debug, Clone, Copy)]
+pub struct Intervals {
+    /// Signing keys (rotations made elsewhere).
+    pub key_reload: Duration,
+    /// Revocations made by other nodes.
+    pub revocation_reload: Duration,
+    /// Upstream identity providers' JWKS.
+    pub idp_jwks_refresh: Duration,
 }
 
 /// Builds the application state from the configuration.
@@ -72,37 +87,60 @@ pub async fn prepare(config: &Config) -> anyhow::Result<Prepared> {
     let master = resolve_master_key(config)?;
     let demo = if config.dev { bootstrap_demo_tenant(&store).await.context("creating the demo tenant")? } else { None };
     let leeway = Duration::from_secs(config.token_leeway_secs);
-    let keys = Arc::new(KeyRing::load(store.clone(), master, config.access_token_ttl() + leeway).await.context("loading signing keys")?);
-    let authority = Authority::new(
-        store.clone(),
-        keys.clone(),
-        AuthorityConfig {
-            issuer: config.issuer(),
-            audience_prefix: config.audience_prefix.clone(),
-            access_token_ttl: config.access_token_ttl(),
+    let keys =
+        Arc::new(KeyRing::load(store.clone(), master.clone(), config.access_token_ttl() + leeway).await.context("loading signing keys")?);
+    let authority_config = AuthorityConfig {
+        issuer: config.issuer(),
+        audience_prefix: config.audience_prefix.clone(),
+        access_token_ttl: config.access_token_ttl(),
+        leeway,
+        refresh_idle_ttl: Duration::from_secs(config.refresh_token_idle_ttl_secs),
+        refresh_absolute_ttl: Duration::from_secs(config.refresh_token_absolute_ttl_secs),
+        refresh_reuse_grace: Duration::from_secs(config.refresh_token_reuse_grace_secs),
+        idp_jwks_min_refetch: Duration::from_secs(config.idp_jwks_min_refetch_secs),
+        assertions: AssertionConfig {
+            issuer: config.assertion_issuer.clone(),
+            audience: config.assertion_audience.clone(),
+            max_lifetime: Duration::from_secs(config.assertion_max_lifetime_secs),
             leeway,
         },
+    };
+    let authority = Arc::new(
+        Authority::start(store.clone(), keys.clone(), master, authority_config).await.context("starting the authorization server")?,
     );
     let http = HttpSettings {
         cors_allowed_origins: config.cors_allowed_origins.clone(),
         request_timeout: Duration::from_secs(config.request_timeout_secs),
         body_limit: config.body_limit_bytes,
+        trust_forwarded_for: config.trust_forwarded_for,
+        limits: LimitSettings {
+            auth_failures_per_minute: config.auth_failures_per_minute,
+            requests_per_second_per_ip: config.token_requests_per_second_per_ip,
+            requests_per_second_per_client: config.token_requests_per_second_per_client,
+        },
     };
-    let state = AppState::new(store.clone(), Arc::new(authority), http);
-    Ok(Prepared { state, store, keys, demo })
+    let state = AppState::new(store.clone(), authority.clone(), http);
+    let intervals = Intervals {
+        key_reload: Duration::from_secs(config.key_reload_secs),
+        revocation_reload: Duration::from_secs(config.revocation_reload_secs),
+        idp_jwks_refresh: Duration::from_secs(config.idp_jwks_refresh_secs),
+    };
+    Ok(Prepared { state, store, keys, authority, demo, intervals })
 }
 
 /// Serves until `shutdown` resolves, then drains in-flight requests and closes the store.
-pub async fn serve(
-    prepared: Prepared,
-    listener: TcpListener,
-    key_reload: Duration,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
-    let refresh = prepared.keys.spawn_refresh(key_reload);
-    let app = vitalis_api::app(prepared.state);
+pub async fn serve(prepared: Prepared, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    let intervals = prepared.intervals;
+    let background = [
+        prepared.keys.spawn_refresh(intervals.key_reload),
+        prepared.authority.revocations().spawn_reload(intervals.revocation_reload),
+        prepared.authority.upstream().spawn_refresh(prepared.store.clone(), intervals.idp_jwks_refresh),
+    ];
+    let app = vitalis_api::app(prepared.state).into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await.context("serving HTTP")?;
-    refresh.abort();
+    for task in background {
+        task.abort();
+    }
     prepared.store.close().await;
     Ok(())
 }

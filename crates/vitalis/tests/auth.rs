@@ -91,7 +91,7 @@ backend_tests!(no_scope_means_client_defaults, |app: TestApp| async move {
         .unwrap();
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.unwrap();
-    assert_eq!(decode_claims(body["access_token"].as_str().unwrap())["scope"], "users:create users:delete users:read users:update");
+    assert_eq!(decode_claims(body["access_token"].as_str().unwrap())["scope"], vitalis_core::scope::ScopeSet::all_known().to_string());
 });
 
 backend_tests!(client_authentication_failures, |app: TestApp| async move {
@@ -107,7 +107,7 @@ backend_tests!(client_authentication_failures, |app: TestApp| async move {
     expect_oauth_error(post_server(&app, "proj_doesnotexist", "server", &app.client_secret, scope.clone()).await, 401, "invalid_client")
         .await;
     // Revoked client.
-    app.store.revoke_client(&app.project_id, "server").await.unwrap();
+    app.store.revoke_client(&app.project_id, "server", vitalis_core::timefmt::now_millis() + 60_000).await.unwrap();
     expect_oauth_error(post_server(&app, &app.project_id, "server", &app.client_secret, scope).await, 401, "invalid_client").await;
 });
 

@@ -1,10 +1,17 @@
-//! The token endpoints: `POST /v1/projects/{project_id}/auth/server` (JSON, HTTP Basic) and
-//! the canonical form-encoded `POST /oauth/token`. Both call the same grant implementation
-//! in `vitalis-auth` and answer errors in the RFC 6749 shape.
+//! The token endpoints: `POST /v1/projects/{project_id}/auth/server` (JSON, HTTP Basic),
+//! `POST /v1/projects/{project_id}/auth/sdk` (JSON, token exchange or refresh), the canonical
+//! form-encoded `POST /oauth/token`, and RFC 7009 revocation and RFC 7662 introspection.
+//! The JSON routes and `/oauth/token` call the same grant implementations in `vitalis-auth`
+//! and answer errors in the RFC 6749 shape. Every route here is behind the brute-force
+//! limits of [`crate::limits`].
 
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
+use std::future::Future;
+use std::net::IpAddr;
+use std::time::Duration;
+
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -14,16 +21,25 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use vitalis_auth::OAuthError;
-use vitalis_auth::authority::GRANT_CLIENT_CREDENTIALS;
+use vitalis_auth::authority::{GRANT_CLIENT_CREDENTIALS, GRANT_REFRESH_TOKEN, GRANT_TOKEN_EXCHANGE};
+use vitalis_auth::{Introspection, IssuedUserTokens, OAuthError};
 use vitalis_core::ids::is_valid_project_id;
 
-use crate::extract::is_json_content_type;
+use crate::extract::{PeerAddr, is_json_content_type};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(server_token)).routes(routes!(token))
+    OpenApiRouter::new()
+        .routes(routes!(server_token))
+        .routes(routes!(sdk_token))
+        .routes(routes!(token))
+        .routes(routes!(revoke))
+        .routes(routes!(introspect))
 }
+
+const TOKEN_TYPE_ACCESS: &str = "urn:ietf:params:oauth:token-type:access_token";
+const TOKEN_TYPE_ID_TOKEN: &str = "urn:ietf:params:oauth:token-type:id_token";
+const TOKEN_TYPE_JWT: &str = "urn:ietf:params:oauth:token-type:jwt";
 
 /// RFC 6749 section 5.2 error body.
 #[derive(Debug, Serialize, ToSchema)]
@@ -34,18 +50,33 @@ pub struct OAuthErrorBody {
 }
 
 /// Renders an [`OAuthError`] with `Cache-Control: no-store` and, for client authentication
-/// failures, a `WWW-Authenticate: Basic` challenge.
-pub struct OAuthErrorResponse(pub OAuthError);
+/// failures, a `WWW-Authenticate: Basic` challenge; or a 429 with `Retry-After`.
+pub enum OAuthErrorResponse {
+    Error(OAuthError),
+    RateLimited(Duration),
+}
 
 impl From<OAuthError> for OAuthErrorResponse {
     fn from(err: OAuthError) -> Self {
-        Self(err)
+        Self::Error(err)
     }
 }
 
 impl IntoResponse for OAuthErrorResponse {
     fn into_response(self) -> Response {
-        let err = self.0;
+        let err = match self {
+            OAuthErrorResponse::Error(err) => err,
+            OAuthErrorResponse::RateLimited(wait) => {
+                let seconds = wait.as_secs().max(1);
+                let body = OAuthErrorBody {
+                    error: "temporarily_unavailable".into(),
+                    error_description: format!("too many failed attempts; retry after {seconds} seconds"),
+                };
+                let mut response = (StatusCode::TOO_MANY_REQUESTS, no_store_headers(), Json(body)).into_response();
+                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+                return response;
+            }
+        };
         let status = StatusCode::from_u16(err.status()).unwrap_or(StatusCode::BAD_REQUEST);
         let body = OAuthErrorBody { error: err.code().to_owned(), error_description: err.to_string() };
         let mut response = (status, no_store_headers(), Json(body)).into_response();
@@ -89,38 +120,168 @@ pub struct ServerTokenResponse {
         (status = 200, description = "An access token (no refresh token)", body = ServerTokenResponse),
         (status = 400, description = "`invalid_request`, `invalid_scope` or `unauthorized_client`", body = OAuthErrorBody),
         (status = 401, description = "`invalid_client`: unknown, revoked or wrong-project client, or wrong secret", body = OAuthErrorBody),
+        (status = 429, description = "Too many failed client authentications from this address or for this client", body = OAuthErrorBody),
     ))]
 async fn server_token(
     State(state): State<AppState>,
     Path(project_id): Path<String>,
+    PeerAddr(peer): PeerAddr,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> OAuthResult<Response> {
-    let (client_id, secret) = basic_credentials(&headers)?.ok_or_else(OAuthError::client_authentication_failed)?;
-    let request = parse_server_token_body(&headers, body)?;
-    let issued = state.authority().client_credentials(&project_id, &client_id, &secret, request.scope.as_deref()).await?;
-    let body = ServerTokenResponse { access_token: issued.access_token, token_type: "Bearer", expires_in: issued.expires_in };
-    Ok((no_store_headers(), Json(body)).into_response())
+    let ip = client_ip(&state, &headers, peer);
+    let basic = basic_credentials(&headers)?;
+    let client_id = basic.as_ref().map(|(id, _)| id.clone());
+    guarded(&state, ip, client_id.as_deref(), async {
+        let (client_id, secret) = basic.clone().ok_or_else(OAuthError::client_authentication_failed)?;
+        let request = parse_server_token_body(&headers, body)?;
+        let issued = state.authority().client_credentials(&project_id, &client_id, &secret, request.scope.as_deref()).await?;
+        let body = ServerTokenResponse { access_token: issued.access_token, token_type: "Bearer", expires_in: issued.expires_in };
+        Ok((no_store_headers(), Json(body)).into_response())
+    })
+    .await
+}
+
+/// The address the request came from (`X-Forwarded-For`'s first hop when configured).
+fn client_ip(state: &AppState, headers: &HeaderMap, peer: Option<IpAddr>) -> IpAddr {
+    if state.http().trust_forwarded_for
+        && let Some(ip) = headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .and_then(|v| v.trim().parse().ok())
+    {
+        return ip;
+    }
+    peer.unwrap_or(IpAddr::from([0, 0, 0, 0]))
+}
+
+/// Runs a token-endpoint operation behind the brute-force limits: refused with 429 while
+/// the address or client is blocked; a failed client authentication spends budget.
+async fn guarded<T>(
+    state: &AppState,
+    ip: IpAddr,
+    client_id: Option<&str>,
+    operation: impl Future<Output = Result<T, OAuthError>>,
+) -> OAuthResult<T> {
+    state.limits().admit(ip, client_id).map_err(OAuthErrorResponse::RateLimited)?;
+    let result = operation.await;
+    if let Err(OAuthError::InvalidClient(_)) = &result {
+        state.limits().record_failure(ip, client_id);
+    }
+    result.map_err(OAuthErrorResponse::Error)
+}
+
+/// Body of `POST /v1/projects/{project_id}/auth/sdk`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct SdkTokenRequest {
+    /// `exchange`: `token` is an upstream OIDC ID token; `refresh`: `token` is a Vitalis refresh token.
+    pub grant: SdkGrant,
+    pub token: String,
+    /// The app's (usually public) client id, e.g. `sdk`.
+    #[schema(example = "sdk")]
+    pub client_id: String,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SdkGrant {
+    Exchange,
+    Refresh,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserTokenResponse {
+    pub access_token: String,
+    #[schema(example = "Bearer")]
+    pub token_type: &'static str,
+    #[schema(example = 900)]
+    pub expires_in: u64,
+    /// Opaque; rotated on every use.
+    pub refresh_token: String,
+}
+
+/// Exchange an upstream OIDC ID token, or rotate a refresh token, for a user access token.
+#[utoipa::path(post, path = "/v1/projects/{project_id}/auth/sdk", tag = "auth",
+    params(("project_id" = String, Path, description = "The project, e.g. `proj_...`")),
+    request_body(content = SdkTokenRequest, content_type = "application/json"),
+    security((), ("basic" = [])),
+    responses(
+        (status = 200, description = "A user access token and a new refresh token", body = UserTokenResponse),
+        (status = 400, description = "`invalid_request` (bad body or upstream token), `invalid_grant` (bad refresh token), `invalid_scope` or `unauthorized_client`", body = OAuthErrorBody),
+        (status = 401, description = "`invalid_client`", body = OAuthErrorBody),
+        (status = 429, description = "Too many failed client authentications", body = OAuthErrorBody),
+        (status = 500, description = "`server_error`: the identity provider's keys could not be fetched", body = OAuthErrorBody),
+    ))]
+async fn sdk_token(
+    State(state): State<AppState>,
+    Path(project_id): Path<String>,
+    PeerAddr(peer): PeerAddr,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> OAuthResult<Response> {
+    let ip = client_ip(&state, &headers, peer);
+    let request: SdkTokenRequest = parse_json_body(&headers, body, "a JSON object with `grant`, `token` and `client_id`")?;
+    guarded(&state, ip, Some(&request.client_id), async {
+        // A confidential client (a backend for frontend) may use the same route with Basic.
+        let secret = match basic_credentials(&headers)? {
+            Some((id, _)) if id != request.client_id => {
+                return Err(OAuthError::InvalidRequest("the Basic client id differs from `client_id`".into()));
+            }
+            Some((_, secret)) => Some(secret),
+            None => None,
+        };
+        let authority = state.authority();
+        let issued = match request.grant {
+            SdkGrant::Exchange => {
+                authority.token_exchange(&project_id, &request.client_id, secret.as_deref(), &request.token, None).await?
+            }
+            SdkGrant::Refresh => authority.refresh(Some(&project_id), &request.client_id, secret.as_deref(), &request.token, None).await?,
+        };
+        let body = UserTokenResponse {
+            access_token: issued.access.access_token,
+            token_type: "Bearer",
+            expires_in: issued.access.expires_in,
+            refresh_token: issued.refresh_token,
+        };
+        Ok((no_store_headers(), Json(body)).into_response())
+    })
+    .await
 }
 
 fn parse_server_token_body(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<ServerTokenRequest, OAuthError> {
-    let body = body.map_err(|_| OAuthError::InvalidRequest("the request body could not be read or is too large".into()))?;
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(ServerTokenRequest::default());
+    match body {
+        Ok(bytes) if bytes.iter().all(u8::is_ascii_whitespace) => Ok(ServerTokenRequest::default()),
+        body => parse_json_body(headers, body, "a JSON object with an optional string `scope`"),
     }
+}
+
+fn parse_json_body<T: serde::de::DeserializeOwned>(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    expected: &str,
+) -> Result<T, OAuthError> {
+    let body = body.map_err(|_| OAuthError::InvalidRequest("the request body could not be read or is too large".into()))?;
     if !is_json_content_type(headers.get(header::CONTENT_TYPE)) {
         return Err(OAuthError::InvalidRequest("the body must be JSON (Content-Type: application/json)".into()));
     }
-    serde_json::from_slice(&body)
-        .map_err(|err| OAuthError::InvalidRequest(format!("the body must be a JSON object with an optional string `scope`: {err}")))
+    serde_json::from_slice(&body).map_err(|err| OAuthError::InvalidRequest(format!("the body must be {expected}: {err}")))
 }
 
 /// Form parameters of `POST /oauth/token`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TokenRequest {
-    /// `client_credentials`.
+    /// `client_credentials`, `urn:ietf:params:oauth:grant-type:token-exchange` or `refresh_token`.
     #[schema(example = "client_credentials")]
     pub grant_type: String,
+    /// Token exchange: the upstream OIDC ID token.
+    pub subject_token: Option<String>,
+    /// Token exchange: `urn:ietf:params:oauth:token-type:id_token` or `...:jwt`.
+    pub subject_token_type: Option<String>,
+    /// Token exchange: only `urn:ietf:params:oauth:token-type:access_token`.
+    pub requested_token_type: Option<String>,
+    /// Refresh: the refresh token.
+    pub refresh_token: Option<String>,
     /// Space-separated scopes; omitted means the client's default scopes.
     pub scope: Option<String>,
     /// The project as `urn:vitalis:project:{project_id}` (RFC 8707).
@@ -129,7 +290,7 @@ pub struct TokenRequest {
     pub audience: Option<String>,
     /// The project id, as an alternative to `resource`.
     pub project_id: Option<String>,
-    /// For `client_secret_post` authentication (instead of HTTP Basic).
+    /// For `client_secret_post` authentication, or to identify a public client.
     pub client_id: Option<String>,
     /// For `client_secret_post` authentication (instead of HTTP Basic).
     pub client_secret: Option<String>,
@@ -144,6 +305,12 @@ pub struct TokenResponse {
     pub expires_in: u64,
     /// The scopes granted.
     pub scope: String,
+    /// Token exchange and refresh: the new refresh token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    /// Token exchange (RFC 8693): always `urn:ietf:params:oauth:token-type:access_token`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issued_token_type: Option<&'static str>,
 }
 
 /// The canonical OAuth 2.0 token endpoint (form-encoded).
@@ -151,30 +318,224 @@ pub struct TokenResponse {
     request_body(content = TokenRequest, content_type = "application/x-www-form-urlencoded"),
     security((), ("basic" = [])),
     responses(
-        (status = 200, description = "An access token", body = TokenResponse),
-        (status = 400, description = "`invalid_request`, `unsupported_grant_type`, `invalid_scope`, `invalid_target` or `unauthorized_client`", body = OAuthErrorBody),
+        (status = 200, description = "An access token (and, for user grants, a refresh token)", body = TokenResponse),
+        (status = 400, description = "`invalid_request`, `invalid_grant`, `unsupported_grant_type`, `invalid_scope`, `invalid_target` or `unauthorized_client`", body = OAuthErrorBody),
         (status = 401, description = "`invalid_client`", body = OAuthErrorBody),
+        (status = 429, description = "Too many failed client authentications", body = OAuthErrorBody),
+        (status = 500, description = "`server_error`: the identity provider's keys could not be fetched", body = OAuthErrorBody),
     ))]
-async fn token(State(state): State<AppState>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> OAuthResult<Response> {
+async fn token(
+    State(state): State<AppState>,
+    PeerAddr(peer): PeerAddr,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> OAuthResult<Response> {
+    let ip = client_ip(&state, &headers, peer);
     let params = FormParams::parse(&headers, body)?;
-    let grant_type = params.get("grant_type").ok_or_else(|| OAuthError::InvalidRequest("`grant_type` is required".into()))?;
-    match grant_type {
-        GRANT_CLIENT_CREDENTIALS => {
-            let (client_id, secret) = client_authentication(&headers, &params)?;
-            let project_id = match requested_project(&state, &params)? {
-                Some(project_id) => project_id,
-                None => sole_project_of(&state, &client_id).await?,
-            };
-            let issued = state.authority().client_credentials(&project_id, &client_id, &secret, params.get("scope")).await?;
-            let body = TokenResponse {
-                access_token: issued.access_token,
-                token_type: "Bearer",
-                expires_in: issued.expires_in,
-                scope: issued.scope.to_string(),
-            };
-            Ok((no_store_headers(), Json(body)).into_response())
+    let identity = client_identity(&headers, &params);
+    let client_id = identity.as_ref().ok().map(|(id, _)| id.clone());
+    guarded(&state, ip, client_id.as_deref(), async {
+        let grant_type = params.get("grant_type").ok_or_else(|| OAuthError::InvalidRequest("`grant_type` is required".into()))?;
+        if ![GRANT_CLIENT_CREDENTIALS, GRANT_TOKEN_EXCHANGE, GRANT_REFRESH_TOKEN].contains(&grant_type) {
+            return Err(OAuthError::UnsupportedGrantType(format!("grant_type `{grant_type}` is not supported")));
         }
-        other => Err(OAuthError::UnsupportedGrantType(format!("grant_type `{other}` is not supported")).into()),
+        let (client_id, secret) = identity.clone()?;
+        let authority = state.authority();
+        let body = match grant_type {
+            GRANT_CLIENT_CREDENTIALS => {
+                let secret = secret.ok_or_else(OAuthError::client_authentication_failed)?;
+                let project_id = resolve_project(&state, &params, &client_id).await?;
+                let issued = authority.client_credentials(&project_id, &client_id, &secret, params.get("scope")).await?;
+                TokenResponse {
+                    access_token: issued.access_token,
+                    token_type: "Bearer",
+                    expires_in: issued.expires_in,
+                    scope: issued.scope.to_string(),
+                    refresh_token: None,
+                    issued_token_type: None,
+                }
+            }
+            GRANT_TOKEN_EXCHANGE => {
+                let subject_token =
+                    params.get("subject_token").ok_or_else(|| OAuthError::InvalidRequest("`subject_token` is required".into()))?;
+                match params.get("subject_token_type") {
+                    Some(TOKEN_TYPE_ID_TOKEN | TOKEN_TYPE_JWT) => {}
+                    Some(other) => {
+                        return Err(OAuthError::InvalidRequest(format!("subject_token_type `{other}` is not supported (use an ID token)")));
+                    }
+                    None => return Err(OAuthError::InvalidRequest("`subject_token_type` is required".into())),
+                }
+                if params.get("requested_token_type").is_some_and(|t| t != TOKEN_TYPE_ACCESS) {
+                    return Err(OAuthError::InvalidRequest("only access tokens can be requested".into()));
+                }
+                if params.get("actor_token").is_some() {
+                    return Err(OAuthError::InvalidRequest("delegation (actor_token) is not supported".into()));
+                }
+                let project_id = resolve_project(&state, &params, &client_id).await?;
+                let issued =
+                    authority.token_exchange(&project_id, &client_id, secret.as_deref(), subject_token, params.get("scope")).await?;
+                user_token_response(issued, Some(TOKEN_TYPE_ACCESS))
+            }
+            _ => {
+                let refresh_token =
+                    params.get("refresh_token").ok_or_else(|| OAuthError::InvalidRequest("`refresh_token` is required".into()))?;
+                let project_id = requested_project(&state, &params)?;
+                let issued =
+                    authority.refresh(project_id.as_deref(), &client_id, secret.as_deref(), refresh_token, params.get("scope")).await?;
+                user_token_response(issued, None)
+            }
+        };
+        Ok((no_store_headers(), Json(body)).into_response())
+    })
+    .await
+}
+
+fn user_token_response(issued: IssuedUserTokens, issued_token_type: Option<&'static str>) -> TokenResponse {
+    TokenResponse {
+        access_token: issued.access.access_token,
+        token_type: "Bearer",
+        expires_in: issued.access.expires_in,
+        scope: issued.access.scope.to_string(),
+        refresh_token: Some(issued.refresh_token),
+        issued_token_type,
+    }
+}
+
+/// The project named in the request, or else the one project the client id exists in.
+async fn resolve_project(state: &AppState, params: &FormParams, client_id: &str) -> Result<String, OAuthError> {
+    match requested_project(state, params)? {
+        Some(project_id) => Ok(project_id),
+        None => sole_project_of(state, client_id).await,
+    }
+}
+
+/// Form parameters of `POST /oauth/revoke` (RFC 7009).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RevocationRequest {
+    /// An access token or a refresh token.
+    pub token: String,
+    /// `access_token` or `refresh_token` (a hint; both are tried).
+    pub token_type_hint: Option<String>,
+    /// Public clients identify themselves; confidential ones authenticate (Basic or post).
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+    /// The project (optional when the client id exists in one project only).
+    pub resource: Option<String>,
+}
+
+/// Revoke an access token (until it expires) or a refresh token (with its whole family).
+#[utoipa::path(post, path = "/oauth/revoke", tag = "auth",
+    request_body(content = RevocationRequest, content_type = "application/x-www-form-urlencoded"),
+    security((), ("basic" = [])),
+    responses(
+        (status = 200, description = "Revoked, or the token was already invalid (RFC 7009)"),
+        (status = 400, description = "`invalid_request` or `unauthorized_client`", body = OAuthErrorBody),
+        (status = 401, description = "`invalid_client`", body = OAuthErrorBody),
+        (status = 429, description = "Too many failed client authentications", body = OAuthErrorBody),
+    ))]
+async fn revoke(
+    State(state): State<AppState>,
+    PeerAddr(peer): PeerAddr,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> OAuthResult<Response> {
+    let ip = client_ip(&state, &headers, peer);
+    let params = FormParams::parse(&headers, body)?;
+    let identity = client_identity(&headers, &params);
+    let client_id = identity.as_ref().ok().map(|(id, _)| id.clone());
+    guarded(&state, ip, client_id.as_deref(), async {
+        let (client_id, secret) = identity.clone()?;
+        let token = params.get("token").ok_or_else(|| OAuthError::InvalidRequest("`token` is required".into()))?;
+        let project_id = resolve_project(&state, &params, &client_id).await?;
+        let client = state.authority().authenticate_client(&project_id, &client_id, secret.as_deref()).await?;
+        state.authority().revoke(&client, token).await?;
+        Ok((StatusCode::OK, no_store_headers()).into_response())
+    })
+    .await
+}
+
+/// Form parameters of `POST /oauth/introspect` (RFC 7662).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IntrospectionRequest {
+    pub token: String,
+    pub token_type_hint: Option<String>,
+    /// For `client_secret_post` authentication (instead of HTTP Basic).
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+    /// The project (optional when the client id exists in one project only).
+    pub resource: Option<String>,
+}
+
+/// RFC 7662 introspection response.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IntrospectionResponse {
+    pub active: bool,
+    /// `access_token` or `refresh_token`.
+    pub token_type: Option<String>,
+    pub scope: Option<String>,
+    pub client_id: Option<String>,
+    pub sub: Option<String>,
+    pub exp: Option<i64>,
+    pub iat: Option<i64>,
+    pub nbf: Option<i64>,
+    pub iss: Option<String>,
+    pub aud: Option<String>,
+    pub jti: Option<String>,
+    pub project_id: Option<String>,
+    /// `client` or `user`.
+    pub principal_type: Option<String>,
+    pub user_id: Option<String>,
+}
+
+/// Whether a token is active, for confidential clients of the token's project.
+#[utoipa::path(post, path = "/oauth/introspect", tag = "auth",
+    request_body(content = IntrospectionRequest, content_type = "application/x-www-form-urlencoded"),
+    security(("basic" = [])),
+    responses(
+        (status = 200, description = "`{\"active\": false}` for unknown, expired, revoked or other-project tokens", body = IntrospectionResponse),
+        (status = 400, description = "`invalid_request`", body = OAuthErrorBody),
+        (status = 401, description = "`invalid_client`: only authenticated confidential clients may introspect", body = OAuthErrorBody),
+        (status = 429, description = "Too many failed client authentications", body = OAuthErrorBody),
+    ))]
+async fn introspect(
+    State(state): State<AppState>,
+    PeerAddr(peer): PeerAddr,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> OAuthResult<Response> {
+    let ip = client_ip(&state, &headers, peer);
+    let params = FormParams::parse(&headers, body)?;
+    let identity = client_identity(&headers, &params);
+    let client_id = identity.as_ref().ok().map(|(id, _)| id.clone());
+    guarded(&state, ip, client_id.as_deref(), async {
+        let (client_id, secret) = identity.clone()?;
+        let secret = secret.ok_or_else(OAuthError::client_authentication_failed)?;
+        let token = params.get("token").ok_or_else(|| OAuthError::InvalidRequest("`token` is required".into()))?;
+        let project_id = resolve_project(&state, &params, &client_id).await?;
+        let client = state.authority().authenticate_client(&project_id, &client_id, Some(&secret)).await?;
+        if !client.is_confidential() {
+            return Err(OAuthError::client_authentication_failed());
+        }
+        let result: Introspection = state.authority().introspect(&project_id, token).await?;
+        Ok((no_store_headers(), Json(result)).into_response())
+    })
+    .await
+}
+
+/// Who the client says it is: HTTP Basic, `client_id` + `client_secret` in the body, or a
+/// public client's bare `client_id`. Two methods at once is `invalid_request`.
+fn client_identity(headers: &HeaderMap, params: &FormParams) -> Result<(String, Option<String>), OAuthError> {
+    let basic = basic_credentials(headers)?;
+    match (basic, params.get("client_id"), params.get("client_secret")) {
+        (Some(_), _, Some(_)) => {
+            Err(OAuthError::InvalidRequest("use one client authentication method, not HTTP Basic and client_secret together".into()))
+        }
+        (Some((id, _)), Some(body_id), None) if id != body_id => {
+            Err(OAuthError::InvalidRequest("the Basic client id differs from `client_id`".into()))
+        }
+        (Some((id, secret)), _, None) => Ok((id, Some(secret))),
+        (None, Some(id), secret) => Ok((id.to_owned(), secret.map(str::to_owned))),
+        (None, None, _) => Err(OAuthError::client_authentication_failed()),
     }
 }
 
@@ -205,22 +566,6 @@ impl FormParams {
     /// A parameter's value; empty values count as absent (RFC 6749 section 3.1).
     fn get(&self, name: &str) -> Option<&str> {
         self.0.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str()).filter(|v| !v.is_empty())
-    }
-}
-
-/// `client_secret_basic` or `client_secret_post`, never both (RFC 6749 section 2.3).
-fn client_authentication(headers: &HeaderMap, params: &FormParams) -> Result<(String, String), OAuthError> {
-    let basic = basic_credentials(headers)?;
-    let post = match (params.get("client_id"), params.get("client_secret")) {
-        (Some(id), Some(secret)) => Some((id.to_owned(), secret.to_owned())),
-        _ => None,
-    };
-    match (basic, post) {
-        (Some(_), Some(_)) => {
-            Err(OAuthError::InvalidRequest("use one client authentication method, not HTTP Basic and client_secret together".into()))
-        }
-        (Some(credentials), None) | (None, Some(credentials)) => Ok(credentials),
-        (None, None) => Err(OAuthError::client_authentication_failed()),
     }
 }
 

@@ -9,9 +9,10 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use vitalis_core::page::{decode_page_token, encode_page_token, resolve_limit};
+use vitalis_core::timefmt::now_millis;
 use vitalis_core::timefmt::rfc3339_from_millis;
 use vitalis_core::user::{self, CreateUserRequest, DataSync, ReplaceUserRequest, User, UserProfile};
-use vitalis_store::UserRecord;
+use vitalis_store::{RevocationKind, UserRecord};
 
 use crate::error::{ApiError, ApiResult, BearerErrors, ErrorBody, JsonBodyErrors};
 use crate::extract::{ApiPath, ApiQuery, Authorized, JsonBody, Principal, UsersCreate, UsersDelete, UsersRead, UsersUpdate};
@@ -236,9 +237,12 @@ async fn delete_user(
     ApiPath(user_id): ApiPath<String>,
 ) -> ApiResult<StatusCode> {
     check_user_access(&principal, &user_id)?;
-    if state.store().delete_user(principal.project_id(), &user_id).await? {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(ApiError::NotFound("user"))
+    let authority = state.authority();
+    let until = authority.revocation_horizon();
+    if !state.store().delete_user(principal.project_id(), &user_id, until).await? {
+        return Err(ApiError::NotFound("user"));
     }
+    // The user's tokens stop working on this node at once (other nodes on their next reload).
+    authority.revocations().record(RevocationKind::User, principal.project_id(), &user_id, now_millis(), until);
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -96,7 +96,10 @@ impl TestApp {
             ..Config::default()
         };
         customize(&mut config);
-        let prepared = server::prepare(&config).await.expect("server prepares");
+        let mut prepared = server::prepare(&config).await.expect("server prepares");
+        // Fast background reloads, so tests see other writers' changes quickly.
+        prepared.intervals.key_reload = Duration::from_millis(200);
+        prepared.intervals.revocation_reload = Duration::from_millis(200);
         let store = prepared.store.clone();
         let state = prepared.state.clone();
         let org = store.create_org("Test org").await.unwrap();
@@ -118,7 +121,7 @@ impl TestApp {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base_url = format!("http://{}", listener.local_addr().unwrap());
         let (tx, rx) = oneshot::channel::<()>();
-        let server = tokio::spawn(server::serve(prepared, listener, Duration::from_millis(200), async move {
+        let server = tokio::spawn(server::serve(prepared, listener, async move {
             let _ = rx.await;
         }));
         Self {
