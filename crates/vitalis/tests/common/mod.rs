@@ -93,6 +93,7 @@ impl TestApp {
             public_url: Some(ISSUER.into()),
             master_key: Some(master.to_base64()),
             db_max_connections: 8,
+            idp_jwks_min_refetch_secs: 0,
             ..Config::default()
         };
         customize(&mut config);
@@ -212,3 +213,4 @@ pub async fn expect_oauth_error(response: reqwest::Response, status: u16, error:
     assert!(body["error_description"].is_string(), "{body}");
     body
 }
+pub mod idp;
