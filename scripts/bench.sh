@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Load benchmark: release build, wrk (keep-alive) on loopback, the server and the load
 # generator sharing this machine's cores. Prints requests/s, p50/p99 latency, the server's
-# idle and peak RSS, and whether issuing tokens wrote to the database.
+# idle and peak RSS, and whether issuing tokens wrote to the database. Scenarios:
+#   (a) server tokens  (b) list users  (d) OIDC token exchange  (e) refresh with rotation
 #
 #   scripts/bench.sh [sqlite|postgres]      (default sqlite)
 #   DURATION=10 CONNECTIONS=32 THREADS=1 scripts/bench.sh
@@ -17,7 +18,7 @@ if ! command -v wrk >/dev/null; then
     sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
     $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq wrk >/dev/null
 fi
-cargo build --release --locked --bin vitalis >&2
+cargo build --release --locked --bin vitalis --example bench_idp >&2
 bin=target/release/vitalis
 
 work=$(mktemp -d /tmp/vitalis-bench.XXXXXX)
@@ -25,13 +26,20 @@ db_args=()
 if [ "$backend" = postgres ]; then
     # shellcheck source=scripts/postgres.sh
     source scripts/postgres.sh
-    PG_FSYNC=on PG_SYNC_COMMIT=on pg_start
+    PG_FSYNC=${PG_FSYNC:-on} PG_SYNC_COMMIT=${PG_SYNC_COMMIT:-on} pg_start
     export VITALIS_DATABASE_URL="$PG_URL"
 fi
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 VITALIS_LOG_LEVEL=warn "$bin" --data-dir "$work/data" serve --dev --listen "127.0.0.1:$port" >"$work/stdout" 2>"$work/server.log" &
 server=$!
-cleanup() { kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; rm -rf "$work"; [ "$backend" = postgres ] && pg_stop; true; }
+idp_pid=""
+cleanup() {
+    kill "$server" $idp_pid 2>/dev/null || true
+    wait "$server" 2>/dev/null || true
+    rm -rf "$work"
+    [ "$backend" = postgres ] && pg_stop
+    true
+}
 trap cleanup EXIT
 for _ in $(seq 100); do grep -q '^listening on' "$work/stdout" 2>/dev/null && break; sleep 0.1; done
 base="http://127.0.0.1:$port"
@@ -91,6 +99,50 @@ run "(a) POST /v1/projects/{id}/auth/server" "$work/token.lua" "$base/v1/project
 sleep 1
 after=$(db_state)
 run "(b) GET /users?limit=10 (bearer)" "$work/users.lua" "$base/users?limit=10"
+
+# OIDC token exchange against a simulated provider (JWKS cached after the first call).
+target/release/examples/bench_idp >"$work/idp.out" &
+idp_pid=$!
+for _ in $(seq 100); do grep -q '^id_token' "$work/idp.out" 2>/dev/null && break; sleep 0.1; done
+admin=$(curl -fsS -X POST "$base/v1/projects/$project/auth/server" -u "server:$secret" -H 'Content-Type: application/json' -d '{}' |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+curl -fsS -o /dev/null -X POST "$base/v1/projects/$project/identity_providers" -H "Authorization: Bearer $admin" -H 'Content-Type: application/json' \
+    -d "{\"id\":\"bench\",\"issuer\":\"$(sed -n 's/^issuer: //p' "$work/idp.out")\",\"discovery_url\":\"$(sed -n 's/^discovery_url: //p' "$work/idp.out")\",\"audiences\":[\"$(sed -n 's/^audience: //p' "$work/idp.out")\"],\"create_users\":true}"
+curl -fsS -o /dev/null -X POST "$base/v1/projects/$project/oauth_clients" -H "Authorization: Bearer $admin" -H 'Content-Type: application/json' \
+    -d '{"client_id":"sdk","name":"bench app","kind":"public","allowed_scopes":"users:read users:update"}'
+id_token=$(sed -n 's/^id_token: //p' "$work/idp.out")
+cat >"$work/exchange.lua" <<LUA
+wrk.method = "POST"
+wrk.body = '{"grant":"exchange","token":"$id_token","client_id":"sdk"}'
+wrk.headers["Content-Type"] = "application/json"
+$report
+LUA
+run "(d) POST .../auth/sdk exchange" "$work/exchange.lua" "$base/v1/projects/$project/auth/sdk"
+
+# Refresh with rotation: every response's new refresh token goes back in the queue, so each
+# request uses a token exactly once (like clients refreshing continuously).
+{
+    echo 'local queue = {'
+    for _ in $(seq 96); do
+        curl -fsS -X POST "$base/v1/projects/$project/auth/sdk" -H 'Content-Type: application/json' \
+            -d "{\"grant\":\"exchange\",\"token\":\"$id_token\",\"client_id\":\"sdk\"}" |
+            python3 -c 'import json,sys; print("  \"" + json.load(sys.stdin)["refresh_token"] + "\",")'
+    done
+    echo '}'
+    cat <<LUA
+request = function()
+  local token = table.remove(queue, 1) or "vrt_exhausted"
+  return wrk.format("POST", nil, {["Content-Type"] = "application/json"}, '{"grant":"refresh","token":"' .. token .. '","client_id":"sdk"}')
+end
+response = function(status, headers, body)
+  local token = body:match('"refresh_token":"([^"]+)"')
+  if token then table.insert(queue, token) end
+end
+$report
+LUA
+} >"$work/refresh.lua"
+run "(e) POST .../auth/sdk refresh (rotation)" "$work/refresh.lua" "$base/v1/projects/$project/auth/sdk"
+batches=$(curl -fsS "$base/metrics" | awk '/^vitalis_refresh_batch_size_sum/ {s=$2} /^vitalis_refresh_batch_size_count/ {c=$2} END { if (c > 0) printf "%.1f operations per commit over %d commits", s/c, c }')
 peak_rss=$(rss_kb VmHWM)
 echo
 echo "(c) idle RSS after start: $((idle_rss / 1024)) MB ($idle_rss kB)"
@@ -100,3 +152,4 @@ if [ "$before" = "$after" ]; then
 else
     echo "    database writes during (a): CHANGED ($before -> $after)"
 fi
+echo "(e) group commit of refresh-token writes: ${batches:-no data}"

@@ -139,45 +139,40 @@ impl Store {
                         RefreshOutcome::Issued
                     }
                     RefreshOp::Rotate { token_hash, project_id, client_id, new_token_hash, access, idle_ttl_ms } => {
-                        let won: Option<(String, String, String, i64)> = sqlx::query_as(
-                            "UPDATE refresh_tokens SET used_at = $2
-                             WHERE token_hash = $1 AND used_at IS NULL AND idle_expires_at > $2
-                               AND family_id IN (SELECT id FROM refresh_families
-                                                 WHERE revoked_at IS NULL AND expires_at > $2 AND project_id = $3 AND client_id = $4)
-                             RETURNING family_id, $3, $4, $2")
-                            .bind(token_hash).bind(now).bind(project_id).bind(client_id)
-                            .fetch_optional(&mut *conn).await?;
-                        match won {
-                            Some((family_id, _, _, _)) => {
-                                let family: RefreshFamilyRecord = sqlx::query_as(
-                                    "SELECT id, project_id, client_id, user_id, scope, created_at, expires_at, revoked_at FROM refresh_families WHERE id = $1")
-                                    .bind(&family_id).fetch_one(&mut *conn).await?;
-                                let idle_expires_at = (now + idle_ttl_ms).min(family.expires_at);
-                                sqlx::query("INSERT INTO refresh_tokens (token_hash, family_id, parent_hash, access_jti, access_expires_at, created_at, idle_expires_at)
-                                             VALUES ($1, $2, $3, $4, $5, $6, $7)")
-                                    .bind(new_token_hash).bind(&family_id).bind(token_hash).bind(&access.jti).bind(access.expires_at).bind(now).bind(idle_expires_at)
-                                    .execute(&mut *conn).await?;
-                                RefreshOutcome::Rotated { family_id, user_id: family.user_id, scope: family.scope }
+                        // Primary-key lookups only: generic plans of prepared statements stay
+                        // cheap however many families a client has.
+                        let state: Option<RefreshTokenState> = sqlx::query_as(TOKEN_STATE).bind(token_hash).fetch_optional(&mut *conn).await?;
+                        match state {
+                            None => RefreshOutcome::Invalid,
+                            Some(s) if s.project_id != *project_id || s.client_id != *client_id => RefreshOutcome::Invalid,
+                            Some(s) if s.family_revoked_at.is_some() => RefreshOutcome::Revoked,
+                            Some(s) if s.family_expires_at <= now => RefreshOutcome::Invalid,
+                            Some(s) if s.used_at.is_none() && s.idle_expires_at <= now => RefreshOutcome::Invalid,
+                            Some(s) if s.used_at.is_none() => {
+                                // The conditional update decides the winner if another node
+                                // rotates the same token concurrently.
+                                let won = sqlx::query("UPDATE refresh_tokens SET used_at = $2 WHERE token_hash = $1 AND used_at IS NULL")
+                                    .bind(token_hash).bind(now).execute(&mut *conn).await?.rows_affected() == 1;
+                                if won {
+                                    let idle_expires_at = (now + idle_ttl_ms).min(s.family_expires_at);
+                                    sqlx::query("INSERT INTO refresh_tokens (token_hash, family_id, parent_hash, access_jti, access_expires_at, created_at, idle_expires_at)
+                                                 VALUES ($1, $2, $3, $4, $5, $6, $7)")
+                                        .bind(new_token_hash).bind(&s.family_id).bind(token_hash).bind(&access.jti).bind(access.expires_at).bind(now).bind(idle_expires_at)
+                                        .execute(&mut *conn).await?;
+                                    RefreshOutcome::Rotated { family_id: s.family_id, user_id: s.user_id, scope: s.scope }
+                                } else {
+                                    RefreshOutcome::ReusedWithinGrace
+                                }
                             }
-                            None => {
-                                let state: Option<RefreshTokenState> = sqlx::query_as(TOKEN_STATE).bind(token_hash).fetch_optional(&mut *conn).await?;
-                                match state {
-                                    None => RefreshOutcome::Invalid,
-                                    Some(s) if s.project_id != *project_id || s.client_id != *client_id => RefreshOutcome::Invalid,
-                                    Some(s) if s.family_revoked_at.is_some() => RefreshOutcome::Revoked,
-                                    Some(s) if s.family_expires_at <= now => RefreshOutcome::Invalid,
-                                    Some(RefreshTokenState { used_at: None, .. }) => RefreshOutcome::Invalid,
-                                    Some(s) => {
-                                        let used_at = s.used_at.unwrap_or(now);
-                                        let child_unused: Option<bool> = sqlx::query_scalar("SELECT used_at IS NULL FROM refresh_tokens WHERE parent_hash = $1")
-                                            .bind(token_hash).fetch_optional(&mut *conn).await?;
-                                        if now - used_at <= grace_ms && child_unused == Some(true) {
-                                            RefreshOutcome::ReusedWithinGrace
-                                        } else {
-                                            revoke_family_in!(conn, &s.family_id, &s.project_id, now);
-                                            RefreshOutcome::ReuseDetected
-                                        }
-                                    }
+                            Some(s) => {
+                                let used_at = s.used_at.unwrap_or(now);
+                                let child_unused: Option<bool> = sqlx::query_scalar("SELECT used_at IS NULL FROM refresh_tokens WHERE parent_hash = $1")
+                                    .bind(token_hash).fetch_optional(&mut *conn).await?;
+                                if now - used_at <= grace_ms && child_unused == Some(true) {
+                                    RefreshOutcome::ReusedWithinGrace
+                                } else {
+                                    revoke_family_in!(conn, &s.family_id, &s.project_id, now);
+                                    RefreshOutcome::ReuseDetected
                                 }
                             }
                         }
