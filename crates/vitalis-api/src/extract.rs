@@ -197,6 +197,8 @@ required_scopes! {
     IdpsCreate => scope::IDPS_CREATE,
     IdpsUpdate => scope::IDPS_UPDATE,
     IdpsRevoke => scope::IDPS_REVOKE,
+    WebhooksRead => scope::WEBHOOKS_READ,
+    WebhooksWrite => scope::WEBHOOKS_WRITE,
 }
 
 /// A principal holding scope `S`; 403 `insufficient_scope` otherwise.

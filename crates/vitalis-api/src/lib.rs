@@ -40,6 +40,7 @@ pub use state::{AppState, HttpSettings};
         (name = "users", description = "Users, with customer-supplied ids"),
         (name = "user-keys", description = "Per-user secret keys and x-jwt assertions"),
         (name = "admin", description = "OAuth clients and trusted identity providers of a project"),
+        (name = "webhooks", description = "Signed outbound webhooks: endpoints and their delivery log"),
         (name = "discovery", description = "JWKS and authorization server metadata"),
         (name = "operations", description = "Health, readiness and metrics"),
     )
@@ -65,6 +66,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(routes::users::router())
         .merge(routes::user_keys::router())
         .merge(routes::admin::router())
+        .merge(routes::webhooks::router())
         .merge(routes::health::router())
 }
 

@@ -7,6 +7,8 @@ use std::time::Duration;
 use vitalis_auth::Authority;
 use vitalis_store::Store;
 
+use vitalis_webhooks::ssrf::TargetPolicy;
+
 use crate::limits::{LimitSettings, TokenEndpointLimits};
 
 /// HTTP-level settings taken from the configuration.
@@ -20,6 +22,8 @@ pub struct HttpSettings {
     /// Take the client address from `X-Forwarded-For` (only behind a trusted proxy).
     pub trust_forwarded_for: bool,
     pub limits: LimitSettings,
+    /// Which webhook URLs administrators may configure.
+    pub webhook_targets: TargetPolicy,
 }
 
 impl Default for HttpSettings {
@@ -30,6 +34,7 @@ impl Default for HttpSettings {
             body_limit: 1024 * 1024,
             trust_forwarded_for: false,
             limits: LimitSettings::default(),
+            webhook_targets: TargetPolicy::default(),
         }
     }
 }

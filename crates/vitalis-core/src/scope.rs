@@ -22,6 +22,8 @@ pub const KNOWN_SCOPES: &[&str] = &[
     "admin.identity_providers:create",
     "admin.identity_providers:update",
     "admin.identity_providers:revoke",
+    "admin.webhooks:read",
+    "admin.webhooks:write",
 ];
 
 /// Scopes an end user's token may carry: its own data only, never creation of other users,
@@ -43,6 +45,8 @@ pub const IDPS_READ: &str = "admin.identity_providers:read";
 pub const IDPS_CREATE: &str = "admin.identity_providers:create";
 pub const IDPS_UPDATE: &str = "admin.identity_providers:update";
 pub const IDPS_REVOKE: &str = "admin.identity_providers:revoke";
+pub const WEBHOOKS_READ: &str = "admin.webhooks:read";
+pub const WEBHOOKS_WRITE: &str = "admin.webhooks:write";
 
 /// Why a scope string was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -13,6 +13,7 @@ mod refresh;
 mod revocations;
 mod user_keys;
 mod users;
+mod webhooks;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -29,6 +30,7 @@ pub use refresh::{AccessTokenRef, RefreshFamilyRecord, RefreshOp, RefreshOutcome
 pub use revocations::{RevocationKind, RevocationRecord};
 pub use user_keys::UserKeyRecord;
 pub use users::UserRecord;
+pub use webhooks::{AttemptOutcome, AttemptRecord, DeliveryRecord, NewDelivery, OutboxEventRecord, WebhookEndpointRecord};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
@@ -99,6 +101,9 @@ pub(crate) use with_pool;
 #[derive(Clone)]
 pub struct Store {
     backend: Backend,
+    /// Poked after a transaction that wrote outbox events commits, so this process's
+    /// dispatcher wakes at once (other processes find the events by polling).
+    outbox_signal: std::sync::Arc<tokio::sync::Notify>,
 }
 
 /// Connection pool figures for metrics.
@@ -133,7 +138,7 @@ impl Store {
         } else {
             return Err(StoreError::UnsupportedUrl);
         };
-        Ok(Self { backend })
+        Ok(Self { backend, outbox_signal: Default::default() })
     }
 
     /// Applies pending migrations (idempotent; PostgreSQL takes an advisory lock so several
@@ -144,6 +149,16 @@ impl Store {
             Backend::Postgres(pool) => POSTGRES_MIGRATIONS.run(pool).await?,
         }
         Ok(())
+    }
+
+    /// Wakes the dispatcher: outbox events were just committed.
+    pub fn signal_outbox(&self) {
+        self.outbox_signal.notify_one();
+    }
+
+    /// Resolves when outbox events were committed since the last wake-up.
+    pub async fn outbox_written(&self) {
+        self.outbox_signal.notified().await;
     }
 
     /// `sqlite` or `postgres`.

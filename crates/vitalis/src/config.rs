@@ -62,6 +62,22 @@ pub struct Config {
     pub token_requests_per_second_per_client: u32,
     /// Take client addresses from `X-Forwarded-For` (only behind a trusted proxy).
     pub trust_forwarded_for: bool,
+    /// Run the webhook dispatcher in this process (turn off for API-only nodes).
+    pub webhook_dispatcher: bool,
+    /// How often the dispatcher looks for work it was not woken for (other nodes' events, retries).
+    pub webhook_poll_interval_ms: u64,
+    /// After a wake-up, how long to wait so events committed together share deliveries.
+    pub webhook_batch_window_ms: u64,
+    /// Pauses between delivery attempts, in milliseconds; its length is the number of retries.
+    pub webhook_retry_schedule_ms: Vec<u64>,
+    pub webhook_request_timeout_secs: u64,
+    /// How long a claimed delivery stays reserved for one node.
+    pub webhook_lease_secs: u64,
+    pub webhook_max_in_flight: usize,
+    /// An endpoint whose deliveries keep failing this long is disabled.
+    pub webhook_disable_after_secs: u64,
+    /// Allow webhook targets on private, loopback or link-local addresses.
+    pub webhook_allow_private_targets: bool,
     /// `text` or `json`.
     pub log_format: String,
     /// A tracing filter such as `info` or `vitalis=debug,info`.
@@ -98,6 +114,15 @@ impl Default for Config {
             token_requests_per_second_per_ip: 0,
             token_requests_per_second_per_client: 0,
             trust_forwarded_for: false,
+            webhook_dispatcher: true,
+            webhook_poll_interval_ms: 250,
+            webhook_batch_window_ms: 20,
+            webhook_retry_schedule_ms: vitalis_webhooks::retry::default_schedule().iter().map(|d| d.as_millis() as u64).collect(),
+            webhook_request_timeout_secs: 10,
+            webhook_lease_secs: 60,
+            webhook_max_in_flight: 64,
+            webhook_disable_after_secs: 5 * 86_400,
+            webhook_allow_private_targets: false,
             log_format: "text".into(),
             log_level: "info".into(),
         }
@@ -155,6 +180,14 @@ impl Config {
         if self.idp_jwks_refresh_secs == 0 || self.revocation_reload_secs == 0 || self.key_reload_secs == 0 {
             return Err(ConfigError("idp_jwks_refresh_secs, revocation_reload_secs and key_reload_secs: must be positive".into()));
         }
+        if self.webhook_poll_interval_ms == 0 || self.webhook_max_in_flight == 0 || self.webhook_request_timeout_secs == 0 {
+            return Err(ConfigError(
+                "webhook_poll_interval_ms, webhook_max_in_flight and webhook_request_timeout_secs: must be positive".into(),
+            ));
+        }
+        if self.webhook_lease_secs <= self.webhook_request_timeout_secs {
+            return Err(ConfigError("webhook_lease_secs: must exceed webhook_request_timeout_secs".into()));
+        }
         if self.body_limit_bytes < 1024 {
             return Err(ConfigError("body_limit_bytes: must be at least 1024".into()));
         }
@@ -175,6 +208,10 @@ impl Config {
 
     pub fn master_key_file(&self) -> PathBuf {
         self.data_dir.join("master.key")
+    }
+
+    pub fn webhook_targets(&self) -> vitalis_webhooks::ssrf::TargetPolicy {
+        vitalis_webhooks::ssrf::TargetPolicy { allow_private: self.webhook_allow_private_targets, dev: self.dev }
     }
 
     pub fn access_token_ttl(&self) -> Duration {

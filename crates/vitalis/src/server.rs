@@ -13,6 +13,7 @@ use vitalis_auth::admin::{DemoTenant, bootstrap_demo_tenant};
 use vitalis_auth::assertions::AssertionConfig;
 use vitalis_auth::{Authority, AuthorityConfig, KeyRing, MasterKey};
 use vitalis_store::{Store, StoreOptions};
+use vitalis_webhooks::dispatcher::{Dispatcher, DispatcherConfig};
 
 use crate::config::Config;
 
@@ -68,6 +69,8 @@ pub struct Prepared {
     /// Set on the first `--dev` start only.
     pub demo: Option<DemoTenant>,
     pub intervals: Intervals,
+    /// The webhook dispatcher, unless this node runs the API only.
+    pub dispatcher: Option<Arc<Dispatcher>>,
 }
 
 /// How often background tasks run.
@@ -89,6 +92,22 @@ pub async fn prepare(config: &Config) -> anyhow::Result<Prepared> {
     let leeway = Duration::from_secs(config.token_leeway_secs);
     let keys =
         Arc::new(KeyRing::load(store.clone(), master.clone(), config.access_token_ttl() + leeway).await.context("loading signing keys")?);
+    let dispatcher = config.webhook_dispatcher.then(|| {
+        Arc::new(Dispatcher::new(
+            store.clone(),
+            master.clone(),
+            DispatcherConfig {
+                poll_interval: Duration::from_millis(config.webhook_poll_interval_ms),
+                batch_window: Duration::from_millis(config.webhook_batch_window_ms),
+                retry_schedule: config.webhook_retry_schedule_ms.iter().map(|ms| Duration::from_millis(*ms)).collect(),
+                request_timeout: Duration::from_secs(config.webhook_request_timeout_secs),
+                lease: Duration::from_secs(config.webhook_lease_secs),
+                max_in_flight: config.webhook_max_in_flight,
+                disable_after: Duration::from_secs(config.webhook_disable_after_secs),
+                policy: config.webhook_targets(),
+            },
+        ))
+    });
     let authority_config = AuthorityConfig {
         issuer: config.issuer(),
         audience_prefix: config.audience_prefix.clone(),
@@ -118,6 +137,7 @@ pub async fn prepare(config: &Config) -> anyhow::Result<Prepared> {
             requests_per_second_per_ip: config.token_requests_per_second_per_ip,
             requests_per_second_per_client: config.token_requests_per_second_per_client,
         },
+        webhook_targets: config.webhook_targets(),
     };
     let state = AppState::new(store.clone(), authority.clone(), http);
     let intervals = Intervals {
@@ -125,7 +145,7 @@ pub async fn prepare(config: &Config) -> anyhow::Result<Prepared> {
         revocation_reload: Duration::from_secs(config.revocation_reload_secs),
         idp_jwks_refresh: Duration::from_secs(config.idp_jwks_refresh_secs),
     };
-    Ok(Prepared { state, store, keys, authority, demo, intervals })
+    Ok(Prepared { state, store, keys, authority, demo, intervals, dispatcher })
 }
 
 /// Serves until `shutdown` resolves, then drains in-flight requests and closes the store.
@@ -136,11 +156,24 @@ pub async fn serve(prepared: Prepared, listener: TcpListener, shutdown: impl Fut
         prepared.authority.revocations().spawn_reload(intervals.revocation_reload),
         prepared.authority.upstream().spawn_refresh(prepared.store.clone(), intervals.idp_jwks_refresh),
     ];
+    let (stop_dispatcher, stopped) = tokio::sync::watch::channel(false);
+    let dispatcher = prepared.dispatcher.map(|dispatcher| {
+        let mut stopped = stopped.clone();
+        tokio::spawn(dispatcher.run(async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        }))
+    });
     let app = vitalis_api::app(prepared.state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await.context("serving HTTP")?;
+    let served = axum::serve(listener, app).with_graceful_shutdown(shutdown).await.context("serving HTTP");
+    // HTTP has drained; let deliveries in flight finish before the store closes.
+    let _ = stop_dispatcher.send(true);
+    if let Some(dispatcher) = dispatcher {
+        let _ = dispatcher.await;
+    }
     for task in background {
         task.abort();
     }
+    served?;
     prepared.store.close().await;
     Ok(())
 }

@@ -76,6 +76,17 @@ backend_tests!(every_route_is_in_the_openapi_document, |app: TestApp| async move
         ("get", "/users/{user_id}/keys"),
         ("delete", "/users/{user_id}/keys/{key_id}"),
         ("post", "/users/{user_id}/assertions"),
+        ("post", "/v1/projects/{project_id}/webhooks"),
+        ("get", "/v1/projects/{project_id}/webhooks"),
+        ("get", "/v1/projects/{project_id}/webhooks/{webhook_id}"),
+        ("patch", "/v1/projects/{project_id}/webhooks/{webhook_id}"),
+        ("delete", "/v1/projects/{project_id}/webhooks/{webhook_id}"),
+        ("post", "/v1/projects/{project_id}/webhooks/{webhook_id}/rotate_secret"),
+        ("post", "/v1/projects/{project_id}/webhooks/{webhook_id}/test"),
+        ("get", "/v1/projects/{project_id}/webhooks/{webhook_id}/deliveries"),
+        ("get", "/v1/projects/{project_id}/webhooks/{webhook_id}/deliveries/{delivery_id}"),
+        ("post", "/v1/projects/{project_id}/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver"),
+        ("post", "/v1/projects/{project_id}/webhooks/{webhook_id}/redeliver"),
     ];
     let paths = doc["paths"].as_object().unwrap();
     let documented: usize = paths.values().map(|p| p.as_object().unwrap().len()).sum();
@@ -93,7 +104,9 @@ backend_tests!(every_route_is_in_the_openapi_document, |app: TestApp| async move
                 .replace("{user_id}", "nobody")
                 .replace("{client_id}", "nobody")
                 .replace("{idp_id}", "nobody")
-                .replace("{key_id}", "nobody"),
+                .replace("{key_id}", "nobody")
+                .replace("{webhook_id}", "nobody")
+                .replace("{delivery_id}", "nobody"),
         );
         let method = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
         let response = app.http.request(method.clone(), url).bearer_auth(&token).send().await.unwrap();

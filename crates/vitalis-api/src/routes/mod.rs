@@ -6,3 +6,4 @@ pub mod health;
 pub mod oauth;
 pub mod user_keys;
 pub mod users;
+pub mod webhooks;

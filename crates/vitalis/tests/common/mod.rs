@@ -214,3 +214,4 @@ pub async fn expect_oauth_error(response: reqwest::Response, status: u16, error:
     body
 }
 pub mod idp;
+pub mod receiver;

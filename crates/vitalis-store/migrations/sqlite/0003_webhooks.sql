@@ -1,0 +1,54 @@
+-- Outbound webhooks (SQLite): endpoints, the transactional outbox, deliveries and attempts.
+CREATE TABLE webhook_endpoints (
+    project_id       TEXT NOT NULL REFERENCES projects(id),
+    id               TEXT NOT NULL,
+    url              TEXT NOT NULL,
+    events           TEXT NOT NULL,
+    enabled          BOOLEAN NOT NULL,
+    secret_enc       TEXT NOT NULL,
+    disabled_reason  TEXT,
+    failing_since    INTEGER,
+    created_at       INTEGER NOT NULL,
+    updated_at       INTEGER NOT NULL,
+    PRIMARY KEY (project_id, id)
+);
+
+-- Written in the same transaction as the change it describes.
+CREATE TABLE outbox_events (
+    id          TEXT PRIMARY KEY,
+    project_id  TEXT NOT NULL,
+    name        TEXT NOT NULL,
+    user_id     TEXT,
+    data        TEXT NOT NULL,
+    created_at  INTEGER NOT NULL,
+    fanned_out  BOOLEAN NOT NULL DEFAULT FALSE
+);
+CREATE INDEX outbox_events_pending ON outbox_events (fanned_out, created_at, id);
+
+CREATE TABLE webhook_deliveries (
+    id               TEXT PRIMARY KEY,
+    project_id       TEXT NOT NULL,
+    endpoint_id      TEXT NOT NULL,
+    body             TEXT NOT NULL,
+    event_count      INTEGER NOT NULL,
+    status           TEXT NOT NULL CHECK (status IN ('pending', 'succeeded', 'dead')),
+    attempts         INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at  INTEGER NOT NULL,
+    locked_until     INTEGER,
+    last_status      INTEGER,
+    last_error       TEXT,
+    created_at       INTEGER NOT NULL,
+    updated_at       INTEGER NOT NULL
+);
+CREATE INDEX webhook_deliveries_due ON webhook_deliveries (status, next_attempt_at);
+CREATE INDEX webhook_deliveries_by_endpoint ON webhook_deliveries (project_id, endpoint_id, created_at);
+
+CREATE TABLE webhook_attempts (
+    delivery_id  TEXT NOT NULL REFERENCES webhook_deliveries(id) ON DELETE CASCADE,
+    attempt      INTEGER NOT NULL,
+    started_at   INTEGER NOT NULL,
+    status_code  INTEGER,
+    latency_ms   INTEGER NOT NULL,
+    error        TEXT,
+    PRIMARY KEY (delivery_id, attempt)
+);
