@@ -4,60 +4,28 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use common::Backend;
+use common::process::ServerProcess;
 use serde_json::{Value, json};
 
-struct Server {
-    child: Child,
-    base_url: String,
-    stdout_lines: Vec<String>,
+fn start_server(data_dir: &Path, database_url: &str, log: &Path) -> ServerProcess {
+    let env = [
+        ("VITALIS_DATABASE_URL", database_url.to_owned()),
+        ("VITALIS_KEY_RELOAD_SECS", "1".to_owned()),
+        ("VITALIS_LOG_FORMAT", "json".to_owned()),
+        ("RUST_LOG", "debug".to_owned()),
+    ];
+    ServerProcess::start(data_dir, &["--dev"], &env, log)
 }
 
 fn vitalis(data_dir: &Path, database_url: &str) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_vitalis"));
+    command.arg("--data-dir").arg(data_dir).env("VITALIS_DATABASE_URL", database_url).env_remove("VITALIS_MASTER_KEY");
     command
-        .arg("--data-dir")
-        .arg(data_dir)
-        .env("VITALIS_DATABASE_URL", database_url)
-        .env("VITALIS_KEY_RELOAD_SECS", "1")
-        .env("VITALIS_LOG_FORMAT", "json")
-        .env("RUST_LOG", "debug")
-        .env_remove("VITALIS_MASTER_KEY");
-    command
-}
-
-// The child is handed to the caller, which waits for it in `terminate`.
-#[allow(clippy::zombie_processes)]
-fn start_server(data_dir: &Path, database_url: &str, log: &Path) -> Server {
-    let stderr = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
-    let mut child = vitalis(data_dir, database_url)
-        .args(["serve", "--dev", "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(stderr)
-        .spawn()
-        .expect("start vitalis");
-    let mut reader = BufReader::new(child.stdout.take().unwrap());
-    let mut stdout_lines = Vec::new();
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-            let status = child.wait();
-            panic!("server exited early ({status:?}); stdout: {stdout_lines:?}; log: {}", std::fs::read_to_string(log).unwrap_or_default());
-        }
-        let line = line.trim_end().to_owned();
-        let listening = line.strip_prefix("listening on ").map(|rest| rest.split(' ').next().unwrap().to_owned());
-        stdout_lines.push(line);
-        if let Some(base_url) = listening {
-            // Keep draining stdout so the server never blocks on a full pipe.
-            std::thread::spawn(move || for _ in reader.lines() {});
-            return Server { child, base_url, stdout_lines };
-        }
-    }
 }
 
 fn field<'a>(lines: &'a [String], name: &str) -> Option<&'a str> {
@@ -71,7 +39,7 @@ fn admin(data_dir: &Path, database_url: &str, args: &[&str]) -> Value {
         .unwrap_or_else(|_| panic!("{args:?} printed no JSON: {}", String::from_utf8_lossy(&output.stdout)))
 }
 
-fn terminate(mut server: Server) {
+fn terminate(mut server: ServerProcess) {
     let status = Command::new("kill").args(["-TERM", &server.child.id().to_string()]).status().unwrap();
     assert!(status.success());
     let exit = server.child.wait().unwrap();

@@ -214,4 +214,5 @@ pub async fn expect_oauth_error(response: reqwest::Response, status: u16, error:
     body
 }
 pub mod idp;
+pub mod process;
 pub mod receiver;
