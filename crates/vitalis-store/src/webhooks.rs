@@ -224,19 +224,22 @@ impl Store {
         Ok(claimed)
     }
 
-    /// Stores an attempt and the delivery's new state, releasing the lease.
-    pub async fn record_attempt(&self, delivery_id: &str, outcome: &AttemptOutcome) -> StoreResult<()> {
+    /// Stores attempts and their deliveries' new states, releasing the leases, in one
+    /// transaction (the dispatcher group-commits its results).
+    pub async fn record_attempts(&self, results: &[(String, AttemptOutcome)]) -> StoreResult<()> {
         let now = now_millis();
         in_write_tx!(self, conn => {
-            let attempt: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(attempt), 0) + 1 FROM webhook_attempts WHERE delivery_id = $1")
-                .bind(delivery_id).fetch_one(&mut *conn).await?;
-            sqlx::query("INSERT INTO webhook_attempts (delivery_id, attempt, started_at, status_code, latency_ms, error) VALUES ($1, $2, $3, $4, $5, $6)")
-                .bind(delivery_id).bind(attempt).bind(outcome.started_at).bind(outcome.status_code).bind(outcome.latency_ms).bind(&outcome.error)
-                .execute(&mut *conn).await?;
-            sqlx::query("UPDATE webhook_deliveries SET status = $2, attempts = attempts + 1, next_attempt_at = $3, locked_until = NULL,
-                            last_status = $4, last_error = $5, updated_at = $6 WHERE id = $1")
-                .bind(delivery_id).bind(outcome.status).bind(outcome.next_attempt_at).bind(outcome.status_code).bind(&outcome.error).bind(now)
-                .execute(&mut *conn).await?;
+            for (delivery_id, outcome) in results {
+                let attempt: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(attempt), 0) + 1 FROM webhook_attempts WHERE delivery_id = $1")
+                    .bind(delivery_id).fetch_one(&mut *conn).await?;
+                sqlx::query("INSERT INTO webhook_attempts (delivery_id, attempt, started_at, status_code, latency_ms, error) VALUES ($1, $2, $3, $4, $5, $6)")
+                    .bind(delivery_id).bind(attempt).bind(outcome.started_at).bind(outcome.status_code).bind(outcome.latency_ms).bind(&outcome.error)
+                    .execute(&mut *conn).await?;
+                sqlx::query("UPDATE webhook_deliveries SET status = $2, attempts = attempts + 1, next_attempt_at = $3, locked_until = NULL,
+                                last_status = $4, last_error = $5, updated_at = $6 WHERE id = $1")
+                    .bind(delivery_id).bind(outcome.status).bind(outcome.next_attempt_at).bind(outcome.status_code).bind(&outcome.error).bind(now)
+                    .execute(&mut *conn).await?;
+            }
         });
         Ok(())
     }

@@ -45,6 +45,15 @@ pub struct DispatcherConfig {
 }
 
 type Queued = (DeliveryRecord, OwnedSemaphorePermit);
+/// Released once the attempt is committed, so in-flight work stays bounded.
+type Recorded = Option<OwnedSemaphorePermit>;
+
+/// An endpoint and its decrypted secret (`None` if it cannot be decrypted).
+type EndpointWithSecret = (WebhookEndpointRecord, Option<String>);
+
+/// How long an endpoint's settings and secret are reused between deliveries.
+const ENDPOINT_CACHE_TTL: Duration = Duration::from_secs(1);
+const MAX_RECORD_BATCH: usize = 256;
 
 pub struct Dispatcher {
     store: Store,
@@ -55,6 +64,9 @@ pub struct Dispatcher {
     /// One sequential worker per endpoint with work: deliveries to an endpoint go out in
     /// creation order, and a slow endpoint only holds up itself.
     workers: Mutex<HashMap<(String, String), mpsc::UnboundedSender<Queued>>>,
+    /// Attempt results, group-committed by one writer task.
+    results: mpsc::UnboundedSender<(String, AttemptOutcome, Recorded)>,
+    endpoints: Mutex<HashMap<(String, String), (Instant, Option<EndpointWithSecret>)>>,
 }
 
 /// Groups events per matching endpoint into envelopes of at most 10 events.
@@ -102,7 +114,8 @@ impl Dispatcher {
             .build()
             .expect("the webhook HTTP client builds");
         let slots = Arc::new(Semaphore::new(config.max_in_flight));
-        Self { store, master, http, config, slots, workers: Mutex::new(HashMap::new()) }
+        let results = start_result_writer(store.clone());
+        Self { store, master, http, config, slots, workers: Mutex::new(HashMap::new()), results, endpoints: Mutex::new(HashMap::new()) }
     }
 
     /// Runs until `shutdown` resolves; in-flight deliveries are then given a few seconds to
@@ -171,18 +184,20 @@ impl Dispatcher {
                     }
                 };
                 let Some((delivery, permit)) = next else { break };
-                dispatcher.deliver(delivery).await;
-                drop(permit);
+                dispatcher.deliver(delivery, permit).await;
             }
         });
     }
 
-    async fn deliver(&self, delivery: DeliveryRecord) {
+    async fn deliver(&self, delivery: DeliveryRecord, permit: OwnedSemaphorePermit) {
+        let permit = Some(permit);
         let started_at = now_millis();
         let clock = Instant::now();
-        let endpoint = match self.store.get_webhook_endpoint(&delivery.project_id, &delivery.endpoint_id).await {
-            Ok(Some(endpoint)) => endpoint,
-            Ok(None) => return self.finish(&delivery, started_at, None, 0, Some("endpoint deleted".into()), "dead", started_at).await,
+        let (endpoint, secret) = match self.endpoint(&delivery).await {
+            Ok(Some(found)) => found,
+            Ok(None) => {
+                return self.finish(&delivery, permit, started_at, None, 0, Some("endpoint deleted".into()), "dead", started_at).await;
+            }
             Err(err) => {
                 tracing::warn!(error = %err, "loading a webhook endpoint failed; the lease will expire and the delivery be retried");
                 return;
@@ -190,11 +205,11 @@ impl Dispatcher {
         };
         if !endpoint.enabled {
             let reason = endpoint.disabled_reason.clone().unwrap_or_else(|| "endpoint disabled".into());
-            return self.finish(&delivery, started_at, None, 0, Some(reason), "dead", started_at).await;
+            return self.finish(&delivery, permit, started_at, None, 0, Some(reason), "dead", started_at).await;
         }
-        let Some(secret) = endpoint_secret(&self.master, &endpoint) else {
+        let Some(secret) = secret else {
             return self
-                .finish(&delivery, started_at, None, 0, Some("the endpoint secret cannot be decrypted".into()), "dead", started_at)
+                .finish(&delivery, permit, started_at, None, 0, Some("the endpoint secret cannot be decrypted".into()), "dead", started_at)
                 .await;
         };
         let (result, error) = match self.config.policy.check_url(&endpoint.url) {
@@ -223,7 +238,7 @@ impl Dispatcher {
             Verdict::Gone => ("dead", started_at, Some("410 Gone: endpoint disabled".to_owned())),
             Verdict::Dead => ("dead", started_at, error.or_else(|| code.map(|c| format!("status {c}")))),
         };
-        self.finish(&delivery, started_at, code, latency_ms, error, status, next).await;
+        self.finish(&delivery, permit, started_at, code, latency_ms, error, status, next).await;
         self.track_endpoint(endpoint, outcome).await;
     }
 
@@ -253,10 +268,13 @@ impl Dispatcher {
         }
     }
 
+    /// Hands the attempt to the result writer; its slot is released once the outcome is
+    /// committed (the next delivery to this endpoint does not wait for that).
     #[allow(clippy::too_many_arguments)]
     async fn finish(
         &self,
         delivery: &DeliveryRecord,
+        permit: Recorded,
         started_at: i64,
         status_code: Option<i64>,
         latency_ms: i64,
@@ -265,9 +283,24 @@ impl Dispatcher {
         next_attempt_at: i64,
     ) {
         let outcome = AttemptOutcome { started_at, status_code, latency_ms, error, status, next_attempt_at };
-        if let Err(err) = self.store.record_attempt(&delivery.id, &outcome).await {
-            tracing::warn!(error = %err, delivery = %delivery.id, "recording a webhook attempt failed; the delivery will be retried");
+        let _ = self.results.send((delivery.id.clone(), outcome, permit));
+    }
+
+    /// The endpoint and its secret, from a short-lived cache (settings changes apply within
+    /// a second).
+    async fn endpoint(&self, delivery: &DeliveryRecord) -> Result<Option<EndpointWithSecret>, StoreError> {
+        let key = (delivery.project_id.clone(), delivery.endpoint_id.clone());
+        if let Some((at, cached)) = self.endpoints.lock().expect("endpoint cache lock").get(&key)
+            && at.elapsed() < ENDPOINT_CACHE_TTL
+        {
+            return Ok(cached.clone());
         }
+        let found = self.store.get_webhook_endpoint(&delivery.project_id, &delivery.endpoint_id).await?.map(|endpoint| {
+            let secret = endpoint_secret(&self.master, &endpoint);
+            (endpoint, secret)
+        });
+        self.endpoints.lock().expect("endpoint cache lock").insert(key, (Instant::now(), found.clone()));
+        Ok(found)
     }
 
     /// Keeps the endpoint's failure record: success clears it; 410 or days of failures disable it.
@@ -286,6 +319,7 @@ impl Dispatcher {
                     .then(|| "deliveries kept failing; disabled automatically".to_owned())
             }
         };
+        self.endpoints.lock().expect("endpoint cache lock").remove(&(endpoint.project_id.clone(), endpoint.id.clone()));
         if let Some(reason) = &disable {
             endpoint.enabled = false;
             endpoint.disabled_reason = Some(reason.clone());
@@ -300,6 +334,28 @@ impl Dispatcher {
             tracing::warn!(error = %err, "dead-lettering a disabled endpoint's deliveries failed");
         }
     }
+}
+
+/// Group-commits attempt results: whatever is queued is written in one transaction.
+fn start_result_writer(store: Store) -> mpsc::UnboundedSender<(String, AttemptOutcome, Recorded)> {
+    let (results, mut queue) = mpsc::unbounded_channel::<(String, AttemptOutcome, Recorded)>();
+    tokio::spawn(async move {
+        let mut batch = Vec::with_capacity(MAX_RECORD_BATCH);
+        while queue.recv_many(&mut batch, MAX_RECORD_BATCH).await > 0 {
+            let mut rows = Vec::with_capacity(batch.len());
+            let mut acks = Vec::with_capacity(batch.len());
+            for (id, outcome, ack) in batch.drain(..) {
+                rows.push((id, outcome));
+                acks.push(ack);
+            }
+            if let Err(err) = store.record_attempts(&rows).await {
+                // The leases expire and the deliveries are attempted again: at least once.
+                tracing::warn!(error = %err, batch = rows.len(), "recording webhook attempts failed");
+            }
+            drop(acks);
+        }
+    });
+    results
 }
 
 fn error_chain(err: &dyn std::error::Error) -> String {
