@@ -50,6 +50,8 @@ type Recorded = Option<OwnedSemaphorePermit>;
 
 /// An endpoint and its decrypted secret (`None` if it cannot be decrypted).
 type EndpointWithSecret = (WebhookEndpointRecord, Option<String>);
+/// (project id, endpoint id) -> when it was read, and what was found.
+type EndpointCache = HashMap<(String, String), (Instant, Option<EndpointWithSecret>)>;
 
 /// How long an endpoint's settings and secret are reused between deliveries.
 const ENDPOINT_CACHE_TTL: Duration = Duration::from_secs(1);
@@ -66,7 +68,7 @@ pub struct Dispatcher {
     workers: Mutex<HashMap<(String, String), mpsc::UnboundedSender<Queued>>>,
     /// Attempt results, group-committed by one writer task.
     results: mpsc::UnboundedSender<(String, AttemptOutcome, Recorded)>,
-    endpoints: Mutex<HashMap<(String, String), (Instant, Option<EndpointWithSecret>)>>,
+    endpoints: Mutex<EndpointCache>,
 }
 
 /// Groups events per matching endpoint into envelopes of at most 10 events.
