@@ -56,6 +56,8 @@ type EndpointCache = HashMap<(String, String), (Instant, Option<EndpointWithSecr
 /// How long an endpoint's settings and secret are reused between deliveries.
 const ENDPOINT_CACHE_TTL: Duration = Duration::from_secs(1);
 const MAX_RECORD_BATCH: usize = 256;
+/// Deliveries waiting behind one endpoint's current delivery, at most.
+const MAX_QUEUED_PER_ENDPOINT: usize = 16;
 
 pub struct Dispatcher {
     store: Store,
@@ -65,7 +67,7 @@ pub struct Dispatcher {
     slots: Arc<Semaphore>,
     /// One sequential worker per endpoint with work: deliveries to an endpoint go out in
     /// creation order, and a slow endpoint only holds up itself.
-    workers: Mutex<HashMap<(String, String), mpsc::UnboundedSender<Queued>>>,
+    workers: Mutex<HashMap<(String, String), mpsc::Sender<Queued>>>,
     /// Attempt results, group-committed by one writer task.
     results: mpsc::UnboundedSender<(String, AttemptOutcome, Recorded)>,
     endpoints: Mutex<EndpointCache>,
@@ -159,14 +161,17 @@ impl Dispatcher {
         let key = (delivery.project_id.clone(), delivery.endpoint_id.clone());
         let mut workers = self.workers.lock().expect("worker map lock");
         let item = match workers.get(&key) {
-            Some(queue) => match queue.send((delivery, permit)) {
+            Some(queue) => match queue.try_send((delivery, permit)) {
                 Ok(()) => return,
-                Err(mpsc::error::SendError(item)) => item,
+                // A slow endpoint already has a backlog here: leave this one claimed; it is
+                // picked up again when its lease expires, and other endpoints keep the slot.
+                Err(mpsc::error::TrySendError::Full(_)) => return,
+                Err(mpsc::error::TrySendError::Closed(item)) => item,
             },
             None => (delivery, permit),
         };
-        let (queue, mut jobs) = mpsc::unbounded_channel();
-        queue.send(item).expect("the receiver is alive");
+        let (queue, mut jobs) = mpsc::channel(MAX_QUEUED_PER_ENDPOINT);
+        queue.try_send(item).ok().expect("a new queue has room");
         workers.insert(key.clone(), queue);
         let dispatcher = self.clone();
         tokio::spawn(async move {

@@ -426,3 +426,45 @@ async fn test_events_and_secret_rotation() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_endpoint_does_not_delay_the_others() {
+    let app = app(Backend::Sqlite, |c| c.webhook_request_timeout_secs = 5).await;
+    let (slow, fast) = (Receiver::start().await, Receiver::start().await);
+    slow.set_delay(Duration::from_secs(3));
+    let token = app.server_token("").await;
+    endpoint(&app, &token, &slow, &["users:created"]).await;
+    endpoint(&app, &token, &fast, &["users:created"]).await;
+    let started = std::time::Instant::now();
+    for i in 0..5 {
+        assert_eq!(create_user(&app, &token, &format!("slow_{i}")).await, 201);
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    fast.wait_for(WAIT, |r| events_of(r).len() >= 5).await;
+    assert!(started.elapsed() < Duration::from_secs(2), "the fast endpoint got everything while the slow one was stuck");
+    assert!(slow.received().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoints_failing_too_long_are_disabled() {
+    run_both(async |backend| {
+        let app = app(backend, |c| c.webhook_disable_after_secs = 0).await;
+        let receiver = Receiver::start().await;
+        receiver.set_default_status(500);
+        let token = app.server_token("").await;
+        let hook = endpoint(&app, &token, &receiver, &["users:created"]).await;
+        assert_eq!(create_user(&app, &token, "failing").await, 201);
+        let url = app.url(&format!("/v1/projects/{}/webhooks/{}", app.project_id, hook["id"].as_str().unwrap()));
+        let mut state = Value::Null;
+        for _ in 0..200 {
+            state = app.http.get(&url).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
+            if state["enabled"] == false {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(state["enabled"], false);
+        assert!(state["disabled_reason"].as_str().unwrap().contains("kept failing"), "{state}");
+    })
+    .await;
+}
