@@ -171,7 +171,7 @@ impl Dispatcher {
             None => (delivery, permit),
         };
         let (queue, mut jobs) = mpsc::channel(MAX_QUEUED_PER_ENDPOINT);
-        queue.try_send(item).ok().expect("a new queue has room");
+        queue.try_send(item).expect("a new queue has room");
         workers.insert(key.clone(), queue);
         let dispatcher = self.clone();
         tokio::spawn(async move {
