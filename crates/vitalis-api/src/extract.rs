@@ -115,6 +115,12 @@ impl Principal {
         }
     }
 
+    /// Project administration is confined to the token's own project (and never to a user
+    /// acting for itself): other projects do not exist for it.
+    pub fn administers(&self, project_id: &str) -> Result<(), ApiError> {
+        if self.project_id() == project_id && self.own_user_id().is_none() { Ok(()) } else { Err(ApiError::NotFound("project")) }
+    }
+
     /// Whether this principal may touch `user_id`'s data.
     pub fn may_access_user(&self, user_id: &str) -> bool {
         self.own_user_id().is_none_or(|own| own == user_id)

@@ -40,11 +40,6 @@ fn admin_error(err: AdminError) -> ApiError {
     }
 }
 
-/// Administration is confined to the token's own project; other projects do not exist.
-fn check_project(principal: &Principal, project_id: &str) -> ApiResult<()> {
-    if principal.project_id() == project_id && principal.own_user_id().is_none() { Ok(()) } else { Err(ApiError::NotFound("project")) }
-}
-
 /// Refuses to hand out scopes the caller's own token lacks.
 fn check_grantable(principal: &Principal, scopes: Option<&str>) -> ApiResult<()> {
     let Some(scopes) = scopes else { return Ok(()) };
@@ -129,7 +124,7 @@ async fn create_client(
     ApiPath(project_id): ApiPath<String>,
     JsonBody(body): JsonBody,
 ) -> ApiResult<(StatusCode, Json<OAuthClient>)> {
-    check_project(&principal, &project_id)?;
+    principal.administers(&project_id)?;
     let request: CreateClientRequest = deserialize_with_paths(body)?;
     let kind = match request.kind.as_deref() {
         None | Some("confidential") => ClientKind::Confidential,
@@ -159,7 +154,7 @@ async fn list_clients(
     Authorized(principal, _): Authorized<ClientsRead>,
     ApiPath(project_id): ApiPath<String>,
 ) -> ApiResult<Json<OAuthClientList>> {
-    check_project(&principal, &project_id)?;
+    principal.administers(&project_id)?;
     let clients = state.store().list_clients(&project_id).await?;
     Ok(Json(OAuthClientList { clients: clients.into_iter().map(|c| client_view(c, None)).collect() }))
 }
@@ -177,7 +172,7 @@ async fn get_client(
     Authorized(principal, _): Authorized<ClientsRead>,
     ApiPath((project_id, client_id)): ApiPath<(String, String)>,
 ) -> ApiResult<Json<OAuthClient>> {
-    check_project(&principal, &project_id)?;
+    principal.administers(&project_id)?;
     Ok(Json(client_view(load_client(&state, &project_id, &client_id).await?, None)))
 }
 
@@ -191,7 +186,7 @@ async fn update_client(
     ApiPath((project_id, client_id)): ApiPath<(String, String)>,
     JsonBody(body): JsonBody,
 ) -> ApiResult<Json<OAuthClient>> {
-    check_project(&principal, &project_id)?;
+    principal.administers(&project_id)?;
     let request: UpdateClientRequest = deserialize_with_paths(body)?;
     check_grantable(&principal, request.allowed_scopes.as_deref())?;
     let update = ClientUpdate {
@@ -213,7 +208,7 @@ async fn rotate_client_secret(
     Authorized(principal, _): Authorized<ClientsUpdate>,
     ApiPath((project_id, client_id)): ApiPath<(String, String)>,
 ) -> ApiResult<Json<OAuthClient>> {
-    check_project(&principal, &project_id)?;
+    principal.administers(&project_id)?;
     let secret = admin::rotate_client_secret(state.store(), &project_id, &client_id).await.map_err(admin_error)?;
     Ok(Json(client_view(load_client(&state, &project_id, &client_id).await?, Some(secret))))
 }
@@ -227,7 +222,7 @@ async fn revoke_client(
     Authorized(principal, _): Authorized<ClientsRevoke>,
     ApiPath((project_id, client_id)): ApiPath<(String, String)>,
 ) -> ApiResult<Json<OAuthClient>> {
-    check_project(&principal, &project_id)?;
+    principal.administers(&project_id)?;
     let authority = state.authority();
     let until = authority.revocation_horizon();
     state.store().revoke_client(&project_id, &client_id, until).await.map_err(|err| match err {
@@ -305,7 +300,7 @@ async fn create_idp(
     ApiPath(project_id): ApiPath<String>,
     JsonBody(body): JsonBody,
 ) -> ApiResult<(StatusCode, Json<IdentityProvider>)> {
-    check_project(&principal, &project_id)?;
+    principal.administers(&project_id)?;
     let request: IdentityProviderRequest = deserialize_with_paths(body)?;
     let spec = IdentityProviderSpec {
         id: request.id.ok_or_else(|| vitalis_core::ValidationErrors::single("id", "is required"))?,
@@ -332,7 +327,7 @@ async fn list_idps(
     Authorized(principal, _): Authorized<IdpsRead>,
     ApiPath(project_id): ApiPath<String>,
 ) -> ApiResult<Json<IdentityProviderList>> {
-    check_project(&principal, &project_id)?;
+    principal.administers(&project_id)?;
     let list = state.store().list_identity_providers(&project_id).await?;
     Ok(Json(IdentityProviderList { identity_providers: list.into_iter().map(idp_view).collect() }))
 }
@@ -350,7 +345,7 @@ async fn get_idp(
     Authorized(principal, _): Authorized<IdpsRead>,
     ApiPath((project_id, id)): ApiPath<(String, String)>,
 ) -> ApiResult<Json<IdentityProvider>> {
-    check_project(&principal, &project_id)?;
+    principal.administers(&project_id)?;
     Ok(Json(idp_view(load_idp(&state, &project_id, &id).await?)))
 }
 
@@ -364,7 +359,7 @@ async fn update_idp(
     ApiPath((project_id, id)): ApiPath<(String, String)>,
     JsonBody(body): JsonBody,
 ) -> ApiResult<Json<IdentityProvider>> {
-    check_project(&principal, &project_id)?;
+    principal.administers(&project_id)?;
     let request: IdentityProviderRequest = deserialize_with_paths(body)?;
     let current = load_idp(&state, &project_id, &id).await?;
     // Naming one key source replaces the other.
@@ -397,7 +392,7 @@ async fn delete_idp(
     Authorized(principal, _): Authorized<IdpsRevoke>,
     ApiPath((project_id, id)): ApiPath<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    check_project(&principal, &project_id)?;
+    principal.administers(&project_id)?;
     let current = load_idp(&state, &project_id, &id).await?;
     state.store().delete_identity_provider(&project_id, &id).await?;
     state.authority().upstream().forget(&current);

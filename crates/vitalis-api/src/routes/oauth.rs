@@ -49,6 +49,20 @@ pub struct OAuthErrorBody {
     pub error_description: String,
 }
 
+/// Documented error answers shared by every token endpoint.
+#[derive(utoipa::IntoResponses)]
+pub enum OAuthErrors {
+    /// `invalid_request`, `invalid_grant`, `invalid_scope`, `invalid_target`, `unsupported_grant_type` or `unauthorized_client`.
+    #[response(status = 400)]
+    BadRequest(OAuthErrorBody),
+    /// `invalid_client`: unknown, revoked or wrong-project client, or a wrong secret (with `WWW-Authenticate: Basic`).
+    #[response(status = 401)]
+    InvalidClient(OAuthErrorBody),
+    /// Too many failed client authentications from this address or for this client (`Retry-After`).
+    #[response(status = 429)]
+    RateLimited(OAuthErrorBody),
+}
+
 /// Renders an [`OAuthError`] with `Cache-Control: no-store` and, for client authentication
 /// failures, a `WWW-Authenticate: Basic` challenge; or a 429 with `Retry-After`.
 pub enum OAuthErrorResponse {
@@ -118,9 +132,7 @@ pub struct ServerTokenResponse {
     security(("basic" = [])),
     responses(
         (status = 200, description = "An access token (no refresh token)", body = ServerTokenResponse),
-        (status = 400, description = "`invalid_request`, `invalid_scope` or `unauthorized_client`", body = OAuthErrorBody),
-        (status = 401, description = "`invalid_client`: unknown, revoked or wrong-project client, or wrong secret", body = OAuthErrorBody),
-        (status = 429, description = "Too many failed client authentications from this address or for this client", body = OAuthErrorBody),
+        OAuthErrors,
     ))]
 async fn server_token(
     State(state): State<AppState>,
@@ -208,9 +220,7 @@ pub struct UserTokenResponse {
     security((), ("basic" = [])),
     responses(
         (status = 200, description = "A user access token and a new refresh token", body = UserTokenResponse),
-        (status = 400, description = "`invalid_request` (bad body or upstream token), `invalid_grant` (bad refresh token), `invalid_scope` or `unauthorized_client`", body = OAuthErrorBody),
-        (status = 401, description = "`invalid_client`", body = OAuthErrorBody),
-        (status = 429, description = "Too many failed client authentications", body = OAuthErrorBody),
+        OAuthErrors,
         (status = 500, description = "`server_error`: the identity provider's keys could not be fetched", body = OAuthErrorBody),
     ))]
 async fn sdk_token(
@@ -319,9 +329,7 @@ pub struct TokenResponse {
     security((), ("basic" = [])),
     responses(
         (status = 200, description = "An access token (and, for user grants, a refresh token)", body = TokenResponse),
-        (status = 400, description = "`invalid_request`, `invalid_grant`, `unsupported_grant_type`, `invalid_scope`, `invalid_target` or `unauthorized_client`", body = OAuthErrorBody),
-        (status = 401, description = "`invalid_client`", body = OAuthErrorBody),
-        (status = 429, description = "Too many failed client authentications", body = OAuthErrorBody),
+        OAuthErrors,
         (status = 500, description = "`server_error`: the identity provider's keys could not be fetched", body = OAuthErrorBody),
     ))]
 async fn token(
@@ -429,9 +437,7 @@ pub struct RevocationRequest {
     security((), ("basic" = [])),
     responses(
         (status = 200, description = "Revoked, or the token was already invalid (RFC 7009)"),
-        (status = 400, description = "`invalid_request` or `unauthorized_client`", body = OAuthErrorBody),
-        (status = 401, description = "`invalid_client`", body = OAuthErrorBody),
-        (status = 429, description = "Too many failed client authentications", body = OAuthErrorBody),
+        OAuthErrors,
     ))]
 async fn revoke(
     State(state): State<AppState>,
@@ -493,9 +499,7 @@ pub struct IntrospectionResponse {
     security(("basic" = [])),
     responses(
         (status = 200, description = "`{\"active\": false}` for unknown, expired, revoked or other-project tokens", body = IntrospectionResponse),
-        (status = 400, description = "`invalid_request`", body = OAuthErrorBody),
-        (status = 401, description = "`invalid_client`: only authenticated confidential clients may introspect", body = OAuthErrorBody),
-        (status = 429, description = "Too many failed client authentications", body = OAuthErrorBody),
+        OAuthErrors,
     ))]
 async fn introspect(
     State(state): State<AppState>,

@@ -16,7 +16,7 @@ use vitalis_store::{DeliveryRecord, WebhookEndpointRecord};
 use vitalis_webhooks::admin::{self, EndpointError, EndpointInput};
 
 use crate::error::{ApiError, ApiResult, BearerErrors, ErrorBody, JsonBodyErrors};
-use crate::extract::{ApiPath, ApiQuery, Authorized, JsonBody, Principal, WebhooksRead, WebhooksWrite};
+use crate::extract::{ApiPath, ApiQuery, Authorized, JsonBody, WebhooksRead, WebhooksWrite};
 use crate::routes::users::Pagination;
 use crate::state::AppState;
 
@@ -30,10 +30,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_delivery))
         .routes(routes!(redeliver_one))
         .routes(routes!(redeliver_range))
-}
-
-fn check_project(principal: &Principal, project_id: &str) -> ApiResult<()> {
-    if principal.project_id() == project_id && principal.own_user_id().is_none() { Ok(()) } else { Err(ApiError::NotFound("project")) }
 }
 
 fn endpoint_error(err: EndpointError) -> ApiError {
@@ -109,7 +105,7 @@ async fn create_webhook(
     ApiPath(project_id): ApiPath<String>,
     JsonBody(body): JsonBody,
 ) -> ApiResult<(StatusCode, Json<WebhookEndpoint>)> {
-    check_project(&principal, &project_id)?;
+    principal.administers(&project_id)?;
     let request: WebhookRequest = deserialize_with_paths(body)?;
     let (endpoint, secret) =
         admin::create_endpoint(state.store(), state.authority().master(), &state.http().webhook_targets, &project_id, request.into())
@@ -127,7 +123,7 @@ async fn list_webhooks(
     Authorized(principal, _): Authorized<WebhooksRead>,
     ApiPath(project_id): ApiPath<String>,
 ) -> ApiResult<Json<WebhookEndpointList>> {
-    check_project(&principal, &project_id)?;
+    principal.administers(&project_id)?;
     let endpoints = state.store().list_webhook_endpoints(&project_id).await?;
     Ok(Json(WebhookEndpointList { webhooks: endpoints.into_iter().map(|e| endpoint_view(e, None)).collect() }))
 }
@@ -145,7 +141,7 @@ async fn get_webhook(
     Authorized(principal, _): Authorized<WebhooksRead>,
     ApiPath((project_id, id)): ApiPath<(String, String)>,
 ) -> ApiResult<Json<WebhookEndpoint>> {
-    check_project(&principal, &project_id)?;
+    principal.administers(&project_id)?;
     Ok(Json(endpoint_view(load(&state, &project_id, &id).await?, None)))
 }
 
@@ -159,7 +155,7 @@ async fn update_webhook(
     ApiPath((project_id, id)): ApiPath<(String, String)>,
     JsonBody(body): JsonBody,
 ) -> ApiResult<Json<WebhookEndpoint>> {
-    check_project(&principal, &project_id)?;
+    principal.administers(&project_id)?;
     let request: WebhookRequest = deserialize_with_paths(body)?;
     let endpoint = admin::update_endpoint(state.store(), &state.http().webhook_targets, &project_id, &id, request.into())
         .await
@@ -176,7 +172,7 @@ async fn delete_webhook(
     Authorized(principal, _): Authorized<WebhooksWrite>,
     ApiPath((project_id, id)): ApiPath<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    check_project(&principal, &project_id)?;
+    principal.administers(&project_id)?;
     if state.store().delete_webhook_endpoint(&project_id, &id).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
@@ -209,7 +205,7 @@ async fn rotate_webhook_secret(
     ApiPath((project_id, id)): ApiPath<(String, String)>,
     JsonBody(body): JsonBody,
 ) -> ApiResult<Json<RotatedSecret>> {
-    check_project(&principal, &project_id)?;
+    principal.administers(&project_id)?;
     let request: RotateSecretRequest = deserialize_with_paths(body)?;
     let secret = admin::rotate_secret(state.store(), state.authority().master(), &project_id, &id, request.hmac_secret)
         .await
@@ -231,7 +227,7 @@ async fn send_test_event(
     Authorized(principal, _): Authorized<WebhooksWrite>,
     ApiPath((project_id, id)): ApiPath<(String, String)>,
 ) -> ApiResult<(StatusCode, Json<QueuedDelivery>)> {
-    check_project(&principal, &project_id)?;
+    principal.administers(&project_id)?;
     let delivery_id = admin::send_test_event(state.store(), &project_id, &id).await.map_err(endpoint_error)?;
     Ok((StatusCode::ACCEPTED, Json(QueuedDelivery { delivery_id })))
 }
@@ -312,7 +308,7 @@ async fn list_deliveries(
     ApiPath((project_id, id)): ApiPath<(String, String)>,
     ApiQuery(params): ApiQuery<DeliveryListParams>,
 ) -> ApiResult<Json<DeliveryList>> {
-    check_project(&principal, &project_id)?;
+    principal.administers(&project_id)?;
     load(&state, &project_id, &id).await?;
     let limit = resolve_limit(params.limit)?;
     if let Some(status) = &params.status
@@ -358,7 +354,7 @@ async fn get_delivery(
     Authorized(principal, _): Authorized<WebhooksRead>,
     ApiPath((project_id, id, delivery_id)): ApiPath<(String, String, String)>,
 ) -> ApiResult<Json<Delivery>> {
-    check_project(&principal, &project_id)?;
+    principal.administers(&project_id)?;
     let record = load_delivery(&state, &project_id, &id, &delivery_id).await?;
     let attempts = state.store().list_attempts(&record.id).await?;
     let payload = serde_json::from_str(&record.body).ok();
@@ -394,7 +390,7 @@ async fn redeliver_one(
     Authorized(principal, _): Authorized<WebhooksWrite>,
     ApiPath((project_id, id, delivery_id)): ApiPath<(String, String, String)>,
 ) -> ApiResult<(StatusCode, Json<Redelivered>)> {
-    check_project(&principal, &project_id)?;
+    principal.administers(&project_id)?;
     let record = load_delivery(&state, &project_id, &id, &delivery_id).await?;
     let count = state.store().redeliver(&project_id, &id, Some(&record.id), i64::MIN, i64::MAX).await?;
     if count == 0 {
@@ -429,7 +425,7 @@ async fn redeliver_range(
     ApiPath((project_id, id)): ApiPath<(String, String)>,
     JsonBody(body): JsonBody,
 ) -> ApiResult<(StatusCode, Json<Redelivered>)> {
-    check_project(&principal, &project_id)?;
+    principal.administers(&project_id)?;
     load(&state, &project_id, &id).await?;
     let request: RedeliverRange = deserialize_with_paths(body)?;
     let since = parse_time("since", &request.since)?;
