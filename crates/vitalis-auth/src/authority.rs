@@ -57,6 +57,15 @@ pub struct AuthorityConfig {
     pub assertions: AssertionConfig,
 }
 
+/// Who an access token is for.
+#[derive(Debug, Clone, Copy)]
+enum Subject<'a> {
+    /// A confidential client acting for itself.
+    Client(&'a str),
+    /// An end user.
+    User(&'a str),
+}
+
 /// A freshly signed access token.
 #[derive(Debug, Clone)]
 pub struct IssuedToken {
@@ -214,7 +223,7 @@ impl Authority {
         }
         let allowed = ScopeSet::parse(&client.allowed_scopes).unwrap_or_default();
         let scope = resolve_scope(requested_scope, &client.default_scopes, &allowed)?;
-        let (token, _) = self.issue(project_id, client_id, PrincipalType::Client, None, scope)?;
+        let (token, _) = self.issue(project_id, Subject::Client(client_id), scope)?;
         Ok(token)
     }
 
@@ -237,8 +246,7 @@ impl Authority {
         let allowed = ScopeSet::parse(&client.allowed_scopes).unwrap_or_default().intersection(&ScopeSet::user_grantable());
         let defaults = ScopeSet::parse(&client.default_scopes).unwrap_or_default().intersection(&allowed).to_string();
         let scope = resolve_scope(requested_scope, &defaults, &allowed)?;
-        let (access, access_ref) =
-            self.issue(project_id, &identity.user_id, PrincipalType::User, Some(identity.user_id.clone()), scope.clone())?;
+        let (access, access_ref) = self.issue(project_id, Subject::User(&identity.user_id), scope.clone())?;
         let refresh_token = new_refresh_token();
         let now = now_millis();
         let family = RefreshFamilyRecord {
@@ -298,10 +306,8 @@ impl Authority {
         let project_id = match (project_id, &state) {
             (Some(p), _) => p.to_owned(),
             (None, Some(state)) => state.project_id.clone(),
-            (None, None) => {
-                // Authenticate anyway, so a bad client is told so rather than "bad token".
-                return Err(invalid_grant());
-            }
+            // An unknown token names no project to authenticate the client in.
+            (None, None) => return Err(invalid_grant()),
         };
         let client = self.authenticate_client(&project_id, client_id, secret).await?;
         if !client.allows_grant(GRANT_REFRESH_TOKEN) {
@@ -330,7 +336,7 @@ impl Authority {
         match self.refresh.apply(op).await.map_err(server_error)? {
             RefreshOutcome::Rotated { user_id, scope, .. } => {
                 let scope = narrowed.unwrap_or_else(|| ScopeSet::parse(&scope).unwrap_or_default());
-                let access = self.sign_new(&project_id, &user_id, PrincipalType::User, Some(user_id.clone()), scope, jti, now)?;
+                let access = self.sign_new(&project_id, Subject::User(&user_id), scope, jti, now)?;
                 Ok(IssuedUserTokens { access, refresh_token: new_refresh, user_id })
             }
             RefreshOutcome::ReuseDetected => {
@@ -345,34 +351,22 @@ impl Authority {
         }
     }
 
-    /// Signs a token for `sub`; returns it with the reference kept alongside refresh tokens.
-    fn issue(
-        &self,
-        project_id: &str,
-        sub: &str,
-        principal_type: PrincipalType,
-        user_id: Option<String>,
-        scope: ScopeSet,
-    ) -> Result<(IssuedToken, AccessTokenRef), OAuthError> {
+    /// Signs a token for `subject`; returns it with the reference kept alongside refresh tokens.
+    fn issue(&self, project_id: &str, subject: Subject<'_>, scope: ScopeSet) -> Result<(IssuedToken, AccessTokenRef), OAuthError> {
         let jti = Ulid::generate().to_string();
         let now = now_secs();
-        let token = self.sign_new(project_id, sub, principal_type, user_id, scope, jti.clone(), now)?;
+        let token = self.sign_new(project_id, subject, scope, jti.clone(), now)?;
         let expires_at = (now + token.expires_in as i64) * 1000;
         Ok((token, AccessTokenRef { jti, expires_at }))
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn sign_new(
-        &self,
-        project_id: &str,
-        sub: &str,
-        principal_type: PrincipalType,
-        user_id: Option<String>,
-        scope: ScopeSet,
-        jti: String,
-        now: i64,
-    ) -> Result<IssuedToken, OAuthError> {
+    fn sign_new(&self, project_id: &str, subject: Subject<'_>, scope: ScopeSet, jti: String, now: i64) -> Result<IssuedToken, OAuthError> {
         let ttl = self.config.access_token_ttl.as_secs();
+        // A user token's `sub` is the user id, and it also carries `user_id`.
+        let (sub, principal_type, user_id) = match subject {
+            Subject::Client(client_id) => (client_id, PrincipalType::Client, None),
+            Subject::User(user_id) => (user_id, PrincipalType::User, Some(user_id.to_owned())),
+        };
         let claims = AccessClaims {
             iss: self.config.issuer.clone(),
             aud: self.audience_for(project_id),
@@ -387,7 +381,11 @@ impl Authority {
             user_id,
         };
         let access_token = self.sign(&claims).map_err(server_error)?;
-        metrics::counter!("vitalis_tokens_issued_total", "principal_type" => match principal_type { PrincipalType::Client => "client", PrincipalType::User => "user" }).increment(1);
+        let label = match principal_type {
+            PrincipalType::Client => "client",
+            PrincipalType::User => "user",
+        };
+        metrics::counter!("vitalis_tokens_issued_total", "principal_type" => label).increment(1);
         Ok(IssuedToken { access_token, expires_in: ttl, scope })
     }
 

@@ -194,11 +194,4 @@ impl Store {
         in_write_tx!(self, conn => revoke_family_in!(conn, family_id, project_id, now));
         Ok(())
     }
-
-    /// The access token ids of a family that are still live (for tests and audits).
-    pub async fn family_access_tokens(&self, family_id: &str, now: i64) -> StoreResult<Vec<String>> {
-        Ok(with_pool!(self, pool => sqlx::query_scalar::<_, String>(
-            "SELECT access_jti FROM refresh_tokens WHERE family_id = $1 AND access_expires_at > $2 ORDER BY created_at")
-            .bind(family_id).bind(now).fetch_all(pool).await)?)
-    }
 }

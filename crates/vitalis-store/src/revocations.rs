@@ -69,10 +69,4 @@ impl Store {
              WHERE revoked_at >= $1 AND expires_at > $2 ORDER BY revoked_at")
             .bind(since).bind(now).fetch_all(pool).await)?)
     }
-
-    /// Drops revocations that can no longer matter.
-    pub async fn purge_expired_revocations(&self, now: i64) -> StoreResult<u64> {
-        Ok(with_pool!(self, pool => sqlx::query("DELETE FROM revocations WHERE expires_at <= $1")
-            .bind(now).execute(pool).await.map(|done| done.rows_affected()))?)
-    }
 }

@@ -294,11 +294,4 @@ impl Store {
             .bind(project_id).bind(endpoint_id).bind(delivery_id.unwrap_or("")).bind(from).bind(to).bind(now)
             .execute(pool).await.map(|d| d.rows_affected()))?)
     }
-
-    /// Outbox events not yet fanned out and deliveries still pending (for drain checks and metrics).
-    pub async fn webhook_backlog(&self) -> StoreResult<(i64, i64)> {
-        let events: i64 = with_pool!(self, pool => sqlx::query_scalar("SELECT COUNT(*) FROM outbox_events WHERE fanned_out = FALSE").fetch_one(pool).await)?;
-        let deliveries: i64 = with_pool!(self, pool => sqlx::query_scalar("SELECT COUNT(*) FROM webhook_deliveries WHERE status = 'pending'").fetch_one(pool).await)?;
-        Ok((events, deliveries))
-    }
 }

@@ -42,6 +42,23 @@ async fn create_user(app: &TestApp, token: &str, id: &str) -> u16 {
     app.http.post(app.url("/users")).bearer_auth(token).json(&json!({"id": id})).send().await.unwrap().status().as_u16()
 }
 
+async fn get_json(app: &TestApp, token: &str, url: &str) -> Value {
+    app.http.get(url).bearer_auth(token).send().await.unwrap().json().await.unwrap()
+}
+
+/// Calls `probe` every 20 ms until `done` holds for its result or `WAIT` passes; returns the
+/// last result (the caller asserts on it).
+async fn eventually(mut probe: impl AsyncFnMut() -> Value, done: impl Fn(&Value) -> bool) -> Value {
+    let start = std::time::Instant::now();
+    loop {
+        let value = probe().await;
+        if done(&value) || start.elapsed() > WAIT {
+            return value;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
     let mut mac = Hmac::<Sha256>::new_from_slice(key).unwrap();
     mac.update(data);
@@ -177,14 +194,7 @@ async fn retries_after_500_and_429_honouring_retry_after() {
                 .await
                 .unwrap()
         };
-        let mut view = detail().await;
-        for _ in 0..50 {
-            if view["status"] == "succeeded" {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            view = detail().await;
-        }
+        let view = eventually(detail, |v| v["status"] == "succeeded").await;
         assert_eq!(view["status"], "succeeded");
         let codes: Vec<i64> = view["delivery_attempts"].as_array().unwrap().iter().map(|a| a["status_code"].as_i64().unwrap()).collect();
         assert_eq!(codes, [500, 429, 200]);
@@ -207,14 +217,7 @@ async fn gone_disables_the_endpoint() {
         assert_eq!(create_user(&app, &token, "gone1").await, 201);
         receiver.wait_for(WAIT, |r| !r.is_empty()).await;
         let url = app.url(&format!("/v1/projects/{}/webhooks/{webhook}", app.project_id));
-        let mut state: Value = Value::Null;
-        for _ in 0..100 {
-            state = app.http.get(&url).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
-            if state["enabled"] == false {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let state = eventually(async || get_json(&app, &token, &url).await, |s| s["enabled"] == false).await;
         assert_eq!(state["enabled"], false);
         assert!(state["disabled_reason"].as_str().unwrap().contains("410"));
         // Nothing more is sent to it.
@@ -243,14 +246,11 @@ async fn dead_letters_can_be_replayed_with_the_same_id() {
         assert_eq!(create_user(&app, &token, "dead").await, 201);
         // One attempt plus three retries, then dead.
         receiver.wait_for(WAIT, |r| r.len() >= 4).await;
-        let mut dead = Value::Null;
-        for _ in 0..100 {
-            dead = deliveries(&app, &token, &webhook, "?status=dead").await;
-            if !dead["deliveries"].as_array().unwrap().is_empty() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let dead = eventually(
+            async || deliveries(&app, &token, &webhook, "?status=dead").await,
+            |d| !d["deliveries"].as_array().unwrap().is_empty(),
+        )
+        .await;
         let delivery = dead["deliveries"][0].clone();
         assert_eq!(delivery["attempts"], 4);
         assert_eq!(delivery["last_status"], 503);
@@ -271,24 +271,12 @@ async fn dead_letters_can_be_replayed_with_the_same_id() {
         assert_eq!(received[4].header("x-webhook-id"), id);
         // A range replay of succeeded deliveries works the same way.
         let since = "2000-01-01T00:00:00Z";
-        let mut count = Value::Null;
-        for _ in 0..100 {
-            count = app
-                .http
-                .post(app.url(&format!("/v1/projects/{}/webhooks/{webhook}/redeliver", app.project_id)))
-                .bearer_auth(&token)
-                .json(&json!({"since": since}))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            if count["redelivered"] == 1 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let range = app.url(&format!("/v1/projects/{}/webhooks/{webhook}/redeliver", app.project_id));
+        let count = eventually(
+            async || app.http.post(&range).bearer_auth(&token).json(&json!({"since": since})).send().await.unwrap().json().await.unwrap(),
+            |c| c["redelivered"] == 1,
+        )
+        .await;
         assert_eq!(count["redelivered"], 1);
         receiver.wait_for(WAIT, |r| r.len() >= 6).await;
     })
@@ -368,14 +356,11 @@ async fn targets_are_checked_for_ssrf_at_configuration_and_delivery() {
         record.url = "https://10.1.2.3/hook".into();
         app.store.update_webhook_endpoint(&record).await.unwrap();
         assert_eq!(create_user(&app, &token, "ssrf").await, 201);
-        let mut list = Value::Null;
-        for _ in 0..200 {
-            list = deliveries(&app, &token, webhook, "?status=dead").await;
-            if !list["deliveries"].as_array().unwrap().is_empty() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let list = eventually(
+            async || deliveries(&app, &token, webhook, "?status=dead").await,
+            |d| !d["deliveries"].as_array().unwrap().is_empty(),
+        )
+        .await;
         let error = list["deliveries"][0]["last_error"].as_str().unwrap().to_owned();
         assert!(error.contains("target refused"), "{error}");
         // Scopes.
@@ -455,14 +440,7 @@ async fn endpoints_failing_too_long_are_disabled() {
         let hook = endpoint(&app, &token, &receiver, &["users:created"]).await;
         assert_eq!(create_user(&app, &token, "failing").await, 201);
         let url = app.url(&format!("/v1/projects/{}/webhooks/{}", app.project_id, hook["id"].as_str().unwrap()));
-        let mut state = Value::Null;
-        for _ in 0..200 {
-            state = app.http.get(&url).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
-            if state["enabled"] == false {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let state = eventually(async || get_json(&app, &token, &url).await, |s| s["enabled"] == false).await;
         assert_eq!(state["enabled"], false);
         assert!(state["disabled_reason"].as_str().unwrap().contains("kept failing"), "{state}");
     })

@@ -338,11 +338,8 @@ async fn token(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> OAuthResult<Response> {
-    let ip = client_ip(&state, &headers, peer);
-    let params = FormParams::parse(&headers, body)?;
-    let identity = client_identity(&headers, &params);
-    let client_id = identity.as_ref().ok().map(|(id, _)| id.clone());
-    guarded(&state, ip, client_id.as_deref(), async {
+    let FormCall { ip, params, identity } = FormCall::parse(&state, &headers, peer, body)?;
+    guarded(&state, ip, identity.as_ref().ok().map(|(id, _)| id.as_str()), async {
         let grant_type = params.get("grant_type").ok_or_else(|| OAuthError::InvalidRequest("`grant_type` is required".into()))?;
         if ![GRANT_CLIENT_CREDENTIALS, GRANT_TOKEN_EXCHANGE, GRANT_REFRESH_TOKEN].contains(&grant_type) {
             return Err(OAuthError::UnsupportedGrantType(format!("grant_type `{grant_type}` is not supported")));
@@ -445,11 +442,8 @@ async fn revoke(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> OAuthResult<Response> {
-    let ip = client_ip(&state, &headers, peer);
-    let params = FormParams::parse(&headers, body)?;
-    let identity = client_identity(&headers, &params);
-    let client_id = identity.as_ref().ok().map(|(id, _)| id.clone());
-    guarded(&state, ip, client_id.as_deref(), async {
+    let FormCall { ip, params, identity } = FormCall::parse(&state, &headers, peer, body)?;
+    guarded(&state, ip, identity.as_ref().ok().map(|(id, _)| id.as_str()), async {
         let (client_id, secret) = identity.clone()?;
         let token = params.get("token").ok_or_else(|| OAuthError::InvalidRequest("`token` is required".into()))?;
         let project_id = resolve_project(&state, &params, &client_id).await?;
@@ -507,11 +501,8 @@ async fn introspect(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> OAuthResult<Response> {
-    let ip = client_ip(&state, &headers, peer);
-    let params = FormParams::parse(&headers, body)?;
-    let identity = client_identity(&headers, &params);
-    let client_id = identity.as_ref().ok().map(|(id, _)| id.clone());
-    guarded(&state, ip, client_id.as_deref(), async {
+    let FormCall { ip, params, identity } = FormCall::parse(&state, &headers, peer, body)?;
+    guarded(&state, ip, identity.as_ref().ok().map(|(id, _)| id.as_str()), async {
         let (client_id, secret) = identity.clone()?;
         let secret = secret.ok_or_else(OAuthError::client_authentication_failed)?;
         let token = params.get("token").ok_or_else(|| OAuthError::InvalidRequest("`token` is required".into()))?;
@@ -540,6 +531,22 @@ fn client_identity(headers: &HeaderMap, params: &FormParams) -> Result<(String, 
         (Some((id, secret)), _, None) => Ok((id, Some(secret))),
         (None, Some(id), secret) => Ok((id.to_owned(), secret.map(str::to_owned))),
         (None, None, _) => Err(OAuthError::client_authentication_failed()),
+    }
+}
+
+/// A form-encoded token-endpoint request: where it came from, its parameters, and the
+/// client it names (or why it names none).
+struct FormCall {
+    ip: IpAddr,
+    params: FormParams,
+    identity: Result<(String, Option<String>), OAuthError>,
+}
+
+impl FormCall {
+    fn parse(state: &AppState, headers: &HeaderMap, peer: Option<IpAddr>, body: Result<Bytes, BytesRejection>) -> Result<Self, OAuthError> {
+        let params = FormParams::parse(headers, body)?;
+        let identity = client_identity(headers, &params);
+        Ok(Self { ip: client_ip(state, headers, peer), params, identity })
     }
 }
 
